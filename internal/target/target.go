@@ -1,0 +1,126 @@
+// Package target is the one interface eventaccess uses for "a permission
+// somewhere". Each kind of target system lives in a sub-package.
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eventaccess/terraform-provider-eventaccess/internal/grant"
+)
+
+// State is what an inspection saw at the target.
+type State string
+
+// Observed states.
+const (
+	// Present: the member holds exactly the declared permission.
+	Present State = "present"
+	// Absent: the member does not hold the permission.
+	Absent State = "absent"
+	// Widened: the member holds the permission and more than declared
+	// (for PostgreSQL: ADMIN OPTION that was not granted).
+	Widened State = "widened"
+)
+
+// Observation is the evidence of one inspection.
+type Observation struct {
+	State     State
+	CheckedAt time.Time
+	// Evidence says what was checked and what was found, for the ledger. No secrets.
+	Evidence string
+}
+
+// Holds reports whether the member holds the permission at all.
+func (o Observation) Holds() bool { return o.State == Present || o.State == Widened }
+
+// ErrNotFound is wrapped by errors about an object (role, member, ...) that does
+// not exist at the target.
+var ErrNotFound = errors.New("does not exist at the target")
+
+// Target applies, removes and inspects one kind of permission.
+type Target interface {
+	// Check verifies the spec can be applied: the connection resolves and the
+	// objects it names exist. It changes nothing.
+	Check(ctx context.Context, spec grant.Target) error
+	// Grant applies the permission. Idempotent.
+	Grant(ctx context.Context, spec grant.Target) error
+	// Revoke removes the permission. Idempotent: already absent is success.
+	Revoke(ctx context.Context, spec grant.Target) error
+	// Inspect observes the permission at the target.
+	Inspect(ctx context.Context, spec grant.Target) (Observation, error)
+	// Close releases connections.
+	Close() error
+}
+
+// Resolver maps a connection name to its URL (a secret: never log or store it).
+type Resolver interface {
+	Resolve(name string) (string, error)
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(name string) (string, error)
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(name string) (string, error) { return f(name) }
+
+// Mux dispatches to the target of the spec's kind.
+type Mux map[grant.TargetKind]Target
+
+func (m Mux) pick(spec grant.Target) (Target, error) {
+	k := spec.Kind()
+	t, ok := m[k]
+	if !ok {
+		return nil, fmt.Errorf("no target driver for kind %q", k)
+	}
+	return t, nil
+}
+
+// Check dispatches to the kind's target.
+func (m Mux) Check(ctx context.Context, spec grant.Target) error {
+	t, err := m.pick(spec)
+	if err != nil {
+		return err
+	}
+	return t.Check(ctx, spec)
+}
+
+// Grant dispatches to the kind's target.
+func (m Mux) Grant(ctx context.Context, spec grant.Target) error {
+	t, err := m.pick(spec)
+	if err != nil {
+		return err
+	}
+	return t.Grant(ctx, spec)
+}
+
+// Revoke dispatches to the kind's target.
+func (m Mux) Revoke(ctx context.Context, spec grant.Target) error {
+	t, err := m.pick(spec)
+	if err != nil {
+		return err
+	}
+	return t.Revoke(ctx, spec)
+}
+
+// Inspect dispatches to the kind's target.
+func (m Mux) Inspect(ctx context.Context, spec grant.Target) (Observation, error) {
+	t, err := m.pick(spec)
+	if err != nil {
+		return Observation{}, err
+	}
+	return t.Inspect(ctx, spec)
+}
+
+// Close closes every target.
+func (m Mux) Close() error {
+	var errs []error
+	for _, t := range m {
+		errs = append(errs, t.Close())
+	}
+	return errors.Join(errs...)
+}
+
+var _ Target = Mux(nil)
