@@ -112,6 +112,12 @@ type Store interface {
 	// Returns ErrConflict if someone else changed or holds it.
 	Claim(ctx context.Context, g *grant.Grant, token string, now time.Time, lease time.Duration) error
 
+	// Tombstones returns revoked grants that ended at or after since, at most one
+	// per target key (the latest), whose target key no grant holds any more:
+	// the candidates for "lingering" drift (access present again after its end).
+	// Ordered by connection then id, at most limit rows (0: no limit).
+	Tombstones(ctx context.Context, since time.Time, limit int) ([]*grant.Grant, error)
+
 	// History returns a grant's entries in order.
 	History(ctx context.Context, grantID string) ([]Entry, error)
 

@@ -124,3 +124,92 @@ func (m Mux) Close() error {
 }
 
 var _ Target = Mux(nil)
+
+// Batch is implemented by targets that can revoke or inspect many permissions in
+// few round trips (the sweeper uses it when available). Results are index-aligned
+// with specs; a nil error means that spec succeeded.
+type Batch interface {
+	RevokeMany(ctx context.Context, specs []grant.Target) []error
+	InspectMany(ctx context.Context, specs []grant.Target) ([]Observation, []error)
+}
+
+// RevokeMany revokes each spec, in batches where the kind's target supports it.
+func RevokeMany(ctx context.Context, t Target, specs []grant.Target) []error {
+	if b, ok := t.(Batch); ok {
+		return b.RevokeMany(ctx, specs)
+	}
+	errs := make([]error, len(specs))
+	for i, s := range specs {
+		errs[i] = t.Revoke(ctx, s)
+	}
+	return errs
+}
+
+// InspectMany inspects each spec, in batches where the kind's target supports it.
+func InspectMany(ctx context.Context, t Target, specs []grant.Target) ([]Observation, []error) {
+	if b, ok := t.(Batch); ok {
+		return b.InspectMany(ctx, specs)
+	}
+	obs := make([]Observation, len(specs))
+	errs := make([]error, len(specs))
+	for i, s := range specs {
+		obs[i], errs[i] = t.Inspect(ctx, s)
+	}
+	return obs, errs
+}
+
+// RevokeMany groups specs by kind and uses each kind's batch support.
+func (m Mux) RevokeMany(ctx context.Context, specs []grant.Target) []error {
+	errs := make([]error, len(specs))
+	for kind, idx := range groupByKind(specs) {
+		t, ok := m[kind]
+		if !ok {
+			for _, i := range idx {
+				errs[i] = fmt.Errorf("no target driver for kind %q", kind)
+			}
+			continue
+		}
+		sub := make([]grant.Target, len(idx))
+		for j, i := range idx {
+			sub[j] = specs[i]
+		}
+		for j, err := range RevokeMany(ctx, t, sub) {
+			errs[idx[j]] = err
+		}
+	}
+	return errs
+}
+
+// InspectMany groups specs by kind and uses each kind's batch support.
+func (m Mux) InspectMany(ctx context.Context, specs []grant.Target) ([]Observation, []error) {
+	obs := make([]Observation, len(specs))
+	errs := make([]error, len(specs))
+	for kind, idx := range groupByKind(specs) {
+		t, ok := m[kind]
+		if !ok {
+			for _, i := range idx {
+				errs[i] = fmt.Errorf("no target driver for kind %q", kind)
+			}
+			continue
+		}
+		sub := make([]grant.Target, len(idx))
+		for j, i := range idx {
+			sub[j] = specs[i]
+		}
+		o, e := InspectMany(ctx, t, sub)
+		for j := range idx {
+			obs[idx[j]], errs[idx[j]] = o[j], e[j]
+		}
+	}
+	return obs, errs
+}
+
+func groupByKind(specs []grant.Target) map[grant.TargetKind][]int {
+	g := map[grant.TargetKind][]int{}
+	for i, s := range specs {
+		g[s.Kind()] = append(g[s.Kind()], i)
+	}
+	return g
+}
+
+var _ Batch = Mux(nil)
