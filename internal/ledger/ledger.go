@@ -24,7 +24,10 @@ type EntryType string
 
 // History entry types.
 const (
+	EntryRequested       EntryType = "requested" // recorded before the target is touched
 	EntryGranted         EntryType = "granted"
+	EntryGrantFailed     EntryType = "grant_failed"
+	EntryUpdated         EntryType = "updated" // owner, justification or event details changed
 	EntryAdopted         EntryType = "adopted" // standing access taken over by the grant
 	EntryShared          EntryType = "shared"  // the permission was already held by another grant
 	EntryVerified        EntryType = "verified"
