@@ -62,12 +62,11 @@ type Server struct {
 	url      *url.URL // superuser URL
 
 	// Throwaway servers only.
-	dir     string // root directory: data/, socket, log, url
-	binDir  string
-	port    int
-	detach  bool // start the server in its own process group (pgtmp)
-	asUser  string
-	running bool
+	dir    string // root directory: data/, socket, log, url
+	binDir string
+	port   int
+	detach bool // start the server in its own process group (pgtmp)
+	asUser string
 
 	mu   sync.Mutex
 	pool *pgxpool.Pool
@@ -357,16 +356,19 @@ func (s *Server) run(ctx context.Context, name string, args ...string) ([]byte, 
 }
 
 // Start starts a stopped throwaway server again, on the same port and data.
-// Use it with Stop to test "target down, then back".
+// Use it with Stop to test "target down, then back". Starting a running server
+// does nothing.
 func (s *Server) Start(ctx context.Context) error {
 	if s.external {
 		return fmt.Errorf("pgtest: cannot start the external server named by %s", EnvURL)
+	}
+	if _, err := s.run(ctx, "pg_ctl", "status", "-D", s.dataDir()); err == nil {
+		return s.waitReady(ctx, 30*time.Second)
 	}
 	out, err := s.run(ctx, "pg_ctl", "start", "-D", s.dataDir(), "-l", s.logFile(), "-w", "-t", "60")
 	if err != nil {
 		return fmt.Errorf("pgtest: pg_ctl start failed: %w\n%s\n--- %s (tail) ---\n%s", err, out, s.logFile(), tail(s.logFile(), 20))
 	}
-	s.running = true
 	if err := s.waitReady(ctx, 30*time.Second); err != nil {
 		return fmt.Errorf("pgtest: server started but does not accept connections: %w\n--- %s (tail) ---\n%s", err, s.logFile(), tail(s.logFile(), 20))
 	}
@@ -384,7 +386,6 @@ func (s *Server) Stop() error {
 	if err != nil {
 		return fmt.Errorf("pgtest: pg_ctl stop failed: %w\n%s", err, out)
 	}
-	s.running = false
 	return nil
 }
 

@@ -102,6 +102,9 @@ func TestStopStart(t *testing.T) {
 	if err := srv.Start(c); err != nil {
 		t.Fatal(err)
 	}
+	if err := srv.Start(c); err != nil {
+		t.Fatalf("Start on a running server must do nothing: %v", err)
+	}
 	if srv.Port() != port {
 		t.Fatalf("port changed: %d -> %d", port, srv.Port())
 	}
