@@ -1,0 +1,435 @@
+package sweep
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/eventaccess/terraform-provider-eventaccess/internal/grant"
+	"github.com/eventaccess/terraform-provider-eventaccess/internal/ledger"
+	"github.com/eventaccess/terraform-provider-eventaccess/internal/target"
+)
+
+// errClaimed is returned for a grant that another process claimed or changed
+// since it was read.
+var errClaimed = errors.New("claimed or changed by another process since it was read")
+
+// ledgerError marks an error of the ledger itself (as opposed to the target):
+// Run stops on it, and the sweeper exits 2.
+type ledgerError struct{ err error }
+
+func (e ledgerError) Error() string { return e.err.Error() }
+func (e ledgerError) Unwrap() error { return e.err }
+
+// IsLedgerError reports whether err is a failure of the ledger (unreachable,
+// unwritable) rather than of a target.
+func IsLedgerError(err error) bool {
+	var le ledgerError
+	return errors.As(err, &le)
+}
+
+// session is one evaluation: one "now", one claim token, caches of events.
+type session struct {
+	e      *Engine
+	now    time.Time
+	token  string
+	events map[string]eventState
+}
+
+type eventState struct {
+	closed   bool
+	closedAt time.Time
+}
+
+func (e *Engine) newSession() *session {
+	return &session{e: e, now: e.Clock.Now().UTC(), token: newToken(), events: map[string]eventState{}}
+}
+
+// event returns whether the business event is closed at s.now.
+func (s *session) event(ctx context.Context, id string) (eventState, error) {
+	if st, ok := s.events[id]; ok {
+		return st, nil
+	}
+	var st eventState
+	ev, err := s.e.Ledger.GetEvent(ctx, id)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+	case err != nil:
+		return st, ledgerError{fmt.Errorf("reading event %s from the ledger: %w", id, err)}
+	case !ev.Open && (ev.ClosedAt.IsZero() || !ev.ClosedAt.After(s.now)):
+		st = eventState{closed: true, closedAt: ev.ClosedAt}
+	}
+	s.events[id] = st
+	return st, nil
+}
+
+// justifies reports whether g still justifies its permission at s.now: active,
+// not expired, and its event open. Only such a grant keeps a shared permission
+// alive when another grant on it ends.
+func (s *session) justifies(ctx context.Context, g *grant.Grant) (bool, error) {
+	if g.Status != grant.StatusActive || g.Expired(s.now) {
+		return false, nil
+	}
+	st, err := s.event(ctx, g.Event.ID)
+	if err != nil {
+		return false, err
+	}
+	return !st.closed, nil
+}
+
+// dueReason says why a grant returned by ledger.Due must end at s.now, or
+// ReasonNone when it need not (then it is left alone). A reason already
+// recorded wins; otherwise expiry and event closure compete, and whichever
+// came first is the reason.
+func (s *session) dueReason(ctx context.Context, g *grant.Grant) (grant.EndReason, error) {
+	if g.Status != grant.StatusActive && g.EndReason != grant.ReasonNone {
+		return g.EndReason, nil
+	}
+	st, err := s.event(ctx, g.Event.ID)
+	if err != nil {
+		return grant.ReasonNone, err
+	}
+	expired := g.Expired(s.now)
+	switch {
+	case st.closed && expired:
+		if !st.closedAt.IsZero() && st.closedAt.Before(g.ExpiresAt) {
+			return grant.ReasonEventClosed, nil
+		}
+		return grant.ReasonExpired, nil
+	case st.closed:
+		return grant.ReasonEventClosed, nil
+	case expired:
+		return grant.ReasonExpired, nil
+	}
+	return grant.ReasonNone, nil
+}
+
+// work is one grant to end.
+type work struct {
+	g      *grant.Grant
+	reason grant.EndReason
+	drift  grant.Drift // the drift that made it due (widened), for the report
+	detail string      // why, for the report (drift evidence)
+}
+
+// result is what happened to one work item.
+type result struct {
+	work
+	claimed   bool
+	skipped   bool // claimed or changed by another process: not ours to end
+	terminate bool // end the member's sessions on revoke (asked by a grant of the group)
+	touched   bool
+	keptBy    string
+	evidence  string
+	err       error
+}
+
+func (r *result) outcome() Outcome {
+	return Outcome{Grant: r.g, Touched: r.touched, KeptBy: r.keptBy, Evidence: r.evidence}
+}
+
+// endMany ends every work item: claims, decides who revokes per target key,
+// revokes and verifies at the targets in batches per connection, and records.
+// Results are index-aligned with ws.
+func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*result {
+	e := s.e
+	res := make([]*result, len(ws))
+	for i, w := range ws {
+		res[i] = &result{work: w}
+	}
+
+	// 1. Claim: from here on, no other sweeper touches these grants, and our
+	// writes are fenced by the version the claim produced.
+	var claimed []*result
+	for _, r := range res {
+		if r.g.Status != grant.StatusActive && r.g.EndReason != grant.ReasonNone {
+			r.reason = r.g.EndReason // the first reason to end a grant is its reason
+		}
+		if err := e.Ledger.Claim(ctx, r.g, s.token, s.now, e.lease()); err != nil {
+			if errors.Is(err, ledger.ErrConflict) {
+				r.skipped = true
+				r.err = fmt.Errorf("grant %s is %v; re-read it and try again", r.g.ID, errClaimed)
+				e.log().Debug("grant claimed elsewhere, skipped", "grant", r.g.ID)
+				continue
+			}
+			r.err = ledgerError{fmt.Errorf("claiming grant %s in the ledger: %w", r.g.ID, err)}
+			continue
+		}
+		r.claimed = true
+		claimed = append(claimed, r)
+	}
+
+	// 2. Overlaps: per target key, the permission is only revoked when no other
+	// grant still justifies it; among the grants ending now, the last revokes
+	// and the others are recorded as kept by it.
+	var revokers []*result
+	byKey := map[string][]*result{}
+	var keys []string
+	for _, r := range claimed {
+		k := r.g.TargetKey()
+		if _, ok := byKey[k]; !ok {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], r)
+	}
+	for _, k := range keys {
+		group := byKey[k]
+		keeper, err := s.keeper(ctx, k, group)
+		if err != nil {
+			for _, r := range group {
+				r.err = err
+			}
+			continue
+		}
+		if keeper == "" {
+			last := group[len(group)-1]
+			for _, r := range group {
+				if r.g.Target.PostgreSQL != nil && r.g.Target.PostgreSQL.TerminateSessions {
+					last.terminate = true
+				}
+			}
+			revokers = append(revokers, last)
+			keeper = last.g.ID
+			group = group[:len(group)-1]
+		}
+		for _, r := range group {
+			r.keptBy = keeper
+		}
+	}
+
+	// 3. Revoke and verify at the targets, one batch per connection.
+	s.revokeAndVerify(ctx, revokers)
+
+	// 4. Record.
+	for _, r := range claimed {
+		if r.err != nil && IsLedgerError(r.err) {
+			continue
+		}
+		s.record(ctx, r, actor)
+	}
+	return res
+}
+
+// keeper returns the id of a grant outside group that still justifies the
+// permission with key k, or "".
+func (s *session) keeper(ctx context.Context, k string, group []*result) (string, error) {
+	ids, err := s.e.Ledger.Holders(ctx, k, "")
+	if err != nil {
+		return "", ledgerError{fmt.Errorf("reading the holders of %s from the ledger: %w", k, err)}
+	}
+	in := make(map[string]bool, len(group))
+	for _, r := range group {
+		in[r.g.ID] = true
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if in[id] {
+			continue
+		}
+		h, err := s.e.Ledger.GetGrant(ctx, id)
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", ledgerError{fmt.Errorf("reading grant %s (a holder of %s) from the ledger: %w", id, k, err)}
+		}
+		ok, err := s.justifies(ctx, h)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+// revokeSpec is the spec the revoker applies: its own, ending the member's
+// sessions if any grant ending with it on the same permission asked for it.
+func revokeSpec(r *result) grant.Target {
+	spec := r.g.Target
+	if r.terminate && spec.PostgreSQL != nil && !spec.PostgreSQL.TerminateSessions {
+		pg := *spec.PostgreSQL
+		pg.TerminateSessions = true
+		spec.PostgreSQL = &pg
+	}
+	return spec
+}
+
+// revokeAndVerify revokes every revoker's permission and inspects it, in
+// batches per connection (connections in parallel). It sets touched, evidence
+// and err on each.
+func (s *session) revokeAndVerify(ctx context.Context, rs []*result) {
+	byConn := map[string][]*result{}
+	for _, r := range rs {
+		c := r.g.Target.Connection()
+		byConn[c] = append(byConn[c], r)
+	}
+	var wg sync.WaitGroup
+	for conn, group := range byConn {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.revokeConn(ctx, conn, group)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *session) revokeConn(ctx context.Context, conn string, rs []*result) {
+	e := s.e
+	specs := make([]grant.Target, len(rs))
+	for i, r := range rs {
+		specs[i] = revokeSpec(r)
+	}
+	errs := target.RevokeMany(ctx, e.Target, specs)
+	var verify []*result
+	for i, r := range rs {
+		r.touched = true
+		if errs[i] != nil {
+			r.err = fmt.Errorf("revoke at %s failed: %w", r.g.Target, errs[i])
+			continue
+		}
+		verify = append(verify, r)
+	}
+	vspecs := make([]grant.Target, len(verify))
+	for i, r := range verify {
+		vspecs[i] = r.g.Target
+	}
+	obs, ierrs := target.InspectMany(ctx, e.Target, vspecs)
+	for i, r := range verify {
+		switch {
+		case ierrs[i] != nil:
+			r.err = fmt.Errorf("revoke at %s reported done, but it could not be verified: %w", r.g.Target, ierrs[i])
+		case obs[i].Holds():
+			r.evidence = obs[i].Evidence
+			r.err = fmt.Errorf("revoke at %s reported done, but inspection still sees the permission (%s): %s", r.g.Target, obs[i].State, obs[i].Evidence)
+		default:
+			r.evidence = evidenceJSON(obs[i], s.now)
+		}
+	}
+	e.log().Debug("revoked and inspected a batch", "connection", conn, "grants", len(rs))
+}
+
+// evidenceJSON is the verification evidence recorded in the history.
+func evidenceJSON(o target.Observation, now time.Time) string {
+	at := o.CheckedAt
+	if at.IsZero() {
+		at = now
+	}
+	b, _ := json.Marshal(struct {
+		State     target.State `json:"state"`
+		CheckedAt time.Time    `json:"checked_at"`
+		Evidence  string       `json:"evidence,omitempty"`
+	}{o.State, at.UTC(), o.Evidence})
+	return string(b)
+}
+
+// verifiedAt is when the verifying inspection ran.
+func verifiedAt(evidence string, now time.Time) time.Time {
+	var v struct {
+		CheckedAt time.Time `json:"checked_at"`
+	}
+	if json.Unmarshal([]byte(evidence), &v) == nil && !v.CheckedAt.IsZero() {
+		return v.CheckedAt
+	}
+	return now
+}
+
+// record writes the outcome of one claimed grant, fenced by the claim's version.
+func (s *session) record(ctx context.Context, r *result, actor grant.Actor) {
+	e := s.e
+	ng := *r.g
+	now := s.now
+	var entries []ledger.Entry
+	entry := func(t ledger.EntryType, detail string) {
+		entries = append(entries, ledger.Entry{GrantID: ng.ID, Type: t, At: now, Actor: actor, Detail: detail})
+	}
+	var targetErr error
+	switch {
+	case r.keptBy != "":
+		if err := ng.MarkRevoked(r.reason, actor, now); err != nil {
+			r.err = err
+			return
+		}
+		ng.KeptBy = r.keptBy
+		ng.Drift = grant.DriftNone
+		entry(ledger.EntryKept, fmt.Sprintf("ended (%s); the permission %s is still held by grant %s, so the target was not touched", r.reason, ng.TargetKey(), r.keptBy))
+	case r.err == nil:
+		ng.RevokeAttempts++
+		if err := ng.MarkRevoked(r.reason, actor, now); err != nil {
+			r.err = err
+			return
+		}
+		ng.KeptBy = ""
+		ng.Drift = grant.DriftNone
+		ng.VerifiedAt = verifiedAt(r.evidence, now)
+		entry(ledger.EntryRevoked, r.evidence)
+	default:
+		targetErr = r.err
+		msg := redact(r.err.Error())
+		if ng.Status == grant.StatusActive {
+			if err := ng.MarkDue(r.reason); err != nil {
+				r.err = err
+				return
+			}
+		}
+		if ng.EndReason == grant.ReasonNone {
+			ng.EndReason = r.reason
+		}
+		ng.RevokeAttempts++
+		ng.LastError = msg
+		if ng.RevokeAttempts >= e.maxAttempts() {
+			if err := ng.MarkIrrevocable(msg); err != nil {
+				r.err = err
+				return
+			}
+			ng.NextAttemptAt = time.Time{}
+			entry(ledger.EntryRevokeFailed, fmt.Sprintf("attempt %d of %d: %s", ng.RevokeAttempts, e.maxAttempts(), msg))
+			entry(ledger.EntryIrrevocable, fmt.Sprintf("revocation failed %d times; retried only on request (eventaccess-sweeper retry %s)", ng.RevokeAttempts, ng.ID))
+		} else {
+			ng.NextAttemptAt = now.Add(e.backoff(ng.RevokeAttempts))
+			entry(ledger.EntryRevokeFailed, fmt.Sprintf("attempt %d of %d: %s; next attempt after %s", ng.RevokeAttempts, e.maxAttempts(), msg, ng.NextAttemptAt.Format(time.RFC3339)))
+		}
+	}
+	if err := e.Ledger.UpdateGrant(ctx, &ng, entries...); err != nil {
+		if errors.Is(err, ledger.ErrConflict) {
+			r.err = fmt.Errorf("grant %s changed in the ledger while it was being ended (its claim expired and another process took it over?); the next run finishes it", ng.ID)
+			return
+		}
+		r.err = ledgerError{fmt.Errorf("recording the end of grant %s in the ledger: %w", ng.ID, err)}
+		return
+	}
+	*r.g = ng
+	if targetErr != nil {
+		r.err = errors.New(ng.LastError)
+		e.log().Warn("revoke failed", "grant", ng.ID, "event", ng.Event.ID, "target", ng.TargetKey(),
+			"attempt", ng.RevokeAttempts, "status", ng.Status, "error", ng.LastError)
+		return
+	}
+	if r.keptBy != "" {
+		e.log().Info("grant ended, permission kept by another grant", "grant", ng.ID, "event", ng.Event.ID,
+			"target", ng.TargetKey(), "end_reason", ng.EndReason, "kept_by", r.keptBy)
+		return
+	}
+	e.log().Info("grant revoked and verified", "grant", ng.ID, "event", ng.Event.ID, "target", ng.TargetKey(),
+		"end_reason", ng.EndReason)
+}
+
+var (
+	reURLUserinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]*@`)
+	rePassword    = regexp.MustCompile(`(?i)(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|"[^"]*"|\S+)`)
+)
+
+// redact removes anything that looks like a credential from an error message
+// before it is recorded or printed.
+func redact(s string) string {
+	s = reURLUserinfo.ReplaceAllString(s, "${1}<redacted>@")
+	s = rePassword.ReplaceAllString(s, "${1}${2}<redacted>")
+	return s
+}
