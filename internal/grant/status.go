@@ -7,12 +7,13 @@ import "fmt"
 //	active      -> active (renewed/extended), due, revoked (terraform destroy)
 //	due         -> active (renewed while the event is open), due (retry), revoked, irrevocable
 //	irrevocable -> due (retry on request), revoked
-//	revoked     -> nothing: a tombstone is kept forever
+//	revoked     -> active only by an explicit renewal (Renew) while the event is
+//	               open; the ended period stays in the history for ever
 var transitions = map[Status][]Status{
 	StatusActive:      {StatusActive, StatusDue, StatusRevoked},
 	StatusDue:         {StatusActive, StatusDue, StatusRevoked, StatusIrrevocable},
-	StatusIrrevocable: {StatusDue, StatusRevoked, StatusIrrevocable},
-	StatusRevoked:     {},
+	StatusIrrevocable: {StatusActive, StatusDue, StatusRevoked, StatusIrrevocable},
+	StatusRevoked:     {StatusActive},
 }
 
 // ErrInvalidTransition is returned for a status change the machine forbids.
@@ -71,7 +72,9 @@ func (g *Grant) MarkIrrevocable(lastErr string) error {
 	return nil
 }
 
-// Renew sets a new expiry on a grant that still holds and makes it active again.
+// Renew sets a new expiry and makes the grant active again. On an ended grant
+// this is an explicit renewal: the caller re-grants at the target and sets
+// GrantedAt; it must first check the event is still open.
 func (g *Grant) Renew(expiresAt Time) error {
 	if !CanTransition(g.Status, StatusActive) {
 		return ErrInvalidTransition{g.Status, StatusActive}
@@ -79,6 +82,10 @@ func (g *Grant) Renew(expiresAt Time) error {
 	g.Status = StatusActive
 	g.ExpiresAt = expiresAt
 	g.EndReason = ReasonNone
+	g.EndedAt = Time{}
+	g.RevokedBy = ""
+	g.KeptBy = ""
+	g.Drift = DriftNone
 	g.RevokeAttempts = 0
 	g.LastError = ""
 	g.NextAttemptAt = Time{}
