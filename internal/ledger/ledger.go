@@ -87,7 +87,8 @@ type Store interface {
 	GetGrant(ctx context.Context, id string) (*grant.Grant, error)
 
 	// UpdateGrant writes g if the stored version is still g.Version, appends the
-	// entries, and increments g.Version. It returns ErrConflict otherwise.
+	// entries, increments g.Version and releases any claim (it is the claim
+	// holder's final write). It returns ErrConflict otherwise.
 	UpdateGrant(ctx context.Context, g *grant.Grant, entries ...Entry) error
 
 	// Append adds history entries without changing the grant.

@@ -52,14 +52,15 @@ func OpenSQLite(ctx context.Context, dsn string) (*SQLiteStore, error) {
 	s := &SQLiteStore{db: db, path: d.path, wmu: make(chan struct{}, 1)}
 	if err := s.write(ctx, func(tx *sql.Tx) error { return migrate(ctx, tx) }); err != nil {
 		db.Close()
-		return nil, openError(d.path, err)
+		return nil, openError(d, err)
 	}
 	return s, nil
 }
 
 // openError turns a failure to open or migrate into a message that says what
 // is wrong with the ledger file.
-func openError(path string, err error) error {
+func openError(d sqliteDSN, err error) error {
+	path := d.path
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("ledger %s: %w", path, err)
 	}
@@ -67,7 +68,7 @@ func openError(path string, err error) error {
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
-			return notWritable(path, err)
+			return notWritable(d, err)
 		case sqlite3.SQLITE_NOTADB:
 			return fmt.Errorf("ledger %s is not a SQLite database (%v): point %s at an eventaccess ledger file or at a new path", path, err, EnvLedger)
 		case sqlite3.SQLITE_CORRUPT:
@@ -313,7 +314,9 @@ func setSeqs(entries []Entry, seqs []int64) {
 
 // CreateGrant inserts g with Version 1, records its event as open (unless the
 // event is already known) and appends entries, in one transaction. Entries
-// without a GrantID get g.ID. A grant id that already exists is ErrConflict.
+// without a GrantID get g.ID; every entry needs a Type and an At. The store
+// fills GrantID and Seq in the entries slice it was given. A grant id that
+// already exists is ErrConflict. A grant of an event already closed is due at once.
 func (s *SQLiteStore) CreateGrant(ctx context.Context, g *grant.Grant, entries ...Entry) error {
 	if err := checkGrant(g); err != nil {
 		return err
@@ -400,9 +403,10 @@ func notFoundOrConflict(ctx context.Context, tx *sql.Tx, id string, version int6
 
 // UpdateGrant writes g if the stored version is still g.Version, appends the
 // entries (GrantID defaults to g.ID), and increments g.Version. It returns
-// ErrConflict if the grant changed, ErrNotFound if it does not exist. A claim
-// on the grant is left as it is (the claim holder writes with the version
-// Claim returned; anyone else fails the version check).
+// ErrConflict if the grant changed, ErrNotFound if it does not exist. The write
+// releases any claim on the grant: it is the claim holder's final write (the
+// holder writes with the version Claim returned; anyone who read the grant
+// before the claim fails the version check).
 func (s *SQLiteStore) UpdateGrant(ctx context.Context, g *grant.Grant, entries ...Entry) error {
 	if err := checkGrant(g); err != nil {
 		return err
@@ -432,7 +436,8 @@ func (s *SQLiteStore) UpdateGrant(ctx context.Context, g *grant.Grant, entries .
 			event_url = ?, target_kind = ?, target_json = ?, target_key = ?, connection = ?, adopt_existing = ?,
 			requested = ?, granted_at = ?, expires_at = ?, status = ?, end_reason = ?, ended_at = ?,
 			revoked_by = ?, verified_at = ?, drift = ?, revoke_attempts = ?, last_error = ?,
-			next_attempt_at = ?, kept_by = ?, event_closed = ?, version = version + 1
+			next_attempt_at = ?, kept_by = ?, event_closed = ?, version = version + 1,
+			claim_token = NULL, claim_until = NULL
 			WHERE id = ? AND version = ?`, args...)
 		if err != nil {
 			return err

@@ -469,6 +469,15 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 		return
 	}
 	now := r.data.clock.Now()
+	// Take the grant for this apply, as the sweeper does, so the two never act
+	// on it at once. Ending it goes through the engine, which claims it itself.
+	if plannedStatus := grant.Status(plan.Status.ValueString()); plannedStatus != grant.StatusRevoked || !g.Status.Holds() {
+		if err := r.data.ledger.Claim(ctx, g, "terraform-"+grant.NewID(now), now, time.Minute); err != nil {
+			resp.Diagnostics.AddError("Grant is busy",
+				fmt.Sprintf("Grant %s is being changed by another process (a sweeper run?): %s\nRun terraform apply again in a moment.", id, err))
+			return
+		}
+	}
 
 	// 1. Metadata that changes nothing at the target.
 	var changes []string
@@ -528,6 +537,12 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	case plannedStatus == grant.StatusActive && g.Status.Holds() && state.Drift.ValueString() == string(grant.DriftMissing) && plan.Drift.IsNull():
 		resp.Diagnostics.Append(r.restore(ctx, g, now)...)
 		if resp.Diagnostics.HasError() {
+			return
+		}
+	case len(changes) == 0:
+		// Nothing to record (e.g. a duration written differently): release the claim.
+		if err := r.data.ledger.UpdateGrant(ctx, g); err != nil {
+			resp.Diagnostics.AddError("Cannot update the ledger", fmt.Sprintf("Updating grant %s in %s failed: %s", id, r.data.ledgerName, err))
 			return
 		}
 	}
