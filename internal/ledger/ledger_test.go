@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -320,9 +321,21 @@ func TestClaim(t *testing.T) {
 	if err := s.UpdateGrant(ctx, fresh); !errors.Is(err, ErrConflict) {
 		t.Errorf("update by non-holder = %v, want ErrConflict", err)
 	}
-	// After the lease, anyone with the current version can claim.
+	// The holder's update released the claim: the grant is claimable at once.
+	var token sql.NullString
+	var until sql.NullInt64
+	if err := s.db.QueryRow(`SELECT claim_token, claim_until FROM grants WHERE id = 'G1'`).Scan(&token, &until); err != nil {
+		t.Fatal(err)
+	}
+	if token.Valid || until.Valid {
+		t.Errorf("claim not released by the holder's update: %v %v", token, until)
+	}
 	cur, _ := s.GetGrant(ctx, "G1")
-	if err := s.Claim(ctx, cur, "tok-c", now.Add(time.Minute), time.Minute); err != nil {
+	if err := s.Claim(ctx, cur, "tok-c", now.Add(time.Second), time.Minute); err != nil {
+		t.Errorf("claim after release: %v", err)
+	}
+	// A claim that is never released ends with its lease.
+	if err := s.Claim(ctx, cur, "tok-d", now.Add(time.Second+time.Minute), time.Minute); err != nil {
 		t.Errorf("claim after lease expiry: %v", err)
 	}
 	if err := s.Claim(ctx, newGrant("nope", "", "", "", "", 0), "t", now, time.Minute); !errors.Is(err, ErrNotFound) {

@@ -128,9 +128,12 @@ func (d sqliteDSN) driverDSN() (string, error) {
 }
 
 // notWritable explains why the ledger at path cannot be opened for writing.
-func notWritable(path string, cause error) error {
+func notWritable(d sqliteDSN, cause error) error {
+	path := d.path
 	hint := "make the file and its directory writable by this user, or point " + EnvLedger + " at another path"
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+	if m := d.params.Get("mode"); m == "ro" {
+		hint = "it was opened with mode=ro; remove mode=ro: eventaccess writes to its ledger"
+	} else if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		hint = "it is a directory; give the path of a file inside it, for example " + filepath.Join(path, DefaultPath)
 	} else if dir := filepath.Dir(path); dir != "" {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
