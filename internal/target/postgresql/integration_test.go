@@ -515,3 +515,31 @@ func TestClose(t *testing.T) {
 		t.Fatal("closed driver still works")
 	}
 }
+
+// TestSimpleProtocolURL: a URL that asks for the simple protocol (as behind a
+// transaction pooler) works for every operation, batch included.
+func TestSimpleProtocolURL(t *testing.T) {
+	ctx := testCtx(t)
+	d := New(target.Connections{Configured: map[string]string{"legacy": srv.URL() + "&default_query_exec_mode=simple_protocol"}})
+	defer d.Close()
+	r, m := role(t, "simple", false), role(t, "svc", true)
+	spec := pg(r, m)
+	if err := d.Check(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Grant(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, d, spec, target.Present)
+	obs, errs := d.InspectMany(ctx, []grant.Target{spec, pg(r, "nobody_here")})
+	if errs[0] != nil || errs[1] != nil || obs[0].State != target.Present || obs[1].State != target.Absent {
+		t.Fatalf("InspectMany: %v %v", obs, errs)
+	}
+	spec.PostgreSQL.TerminateSessions = true
+	for _, err := range d.RevokeMany(ctx, []grant.Target{spec}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustState(t, d, spec, target.Absent)
+}

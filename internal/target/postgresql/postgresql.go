@@ -114,6 +114,8 @@ type conn struct {
 	name string
 	url  string // secret: only for scrubbing
 	pool *pgxpool.Pool
+	// catalogMode is the execution mode of the fixed catalog queries.
+	catalogMode pgx.QueryExecMode
 	// multiGrantor: 0 unknown, 1 no (PostgreSQL <= 15), 2 yes (16+).
 	multiGrantor atomic.Int32
 }
@@ -152,9 +154,17 @@ func (d *Driver) conn(name string) (*conn, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = d.connectTimeout
 	}
-	// One round trip per statement, no prepared-statement cache: every GRANT and
-	// REVOKE text is different, and catalog queries are cheap to plan.
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	// GRANT and REVOKE texts differ for every membership: run them (and
+	// batches of them) without preparing. The few fixed catalog queries are
+	// prepared once per session (catalogMode), which halves their cost. A URL
+	// that sets default_query_exec_mode (e.g. behind a transaction pooler)
+	// decides both.
+	catalogMode := pgx.QueryExecModeCacheStatement
+	if strings.Contains(u, "default_query_exec_mode") {
+		catalogMode = cfg.ConnConfig.DefaultQueryExecMode
+	} else {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	if cfg.ConnConfig.RuntimeParams == nil {
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
@@ -165,7 +175,7 @@ func (d *Driver) conn(name string) (*conn, error) {
 	if err != nil {
 		return nil, cannotConnect(name, u, err)
 	}
-	c := &conn{name: name, url: u, pool: pool}
+	c := &conn{name: name, url: u, pool: pool, catalogMode: catalogMode}
 	d.conns[name] = c
 	return c, nil
 }
@@ -191,7 +201,7 @@ func (c *conn) isMultiGrantor(ctx context.Context) (bool, error) {
 	}
 	var yes bool
 	err := c.do(ctx, "detect membership grantors", func(ctx context.Context) error {
-		return c.pool.QueryRow(ctx, MultiGrantorSQL).Scan(&yes)
+		return c.pool.QueryRow(ctx, MultiGrantorSQL, c.catalogMode).Scan(&yes)
 	})
 	if err != nil {
 		return false, err
@@ -230,7 +240,7 @@ func (c *conn) inspect(ctx context.Context, ps []grant.PostgreSQLTarget) ([]row,
 	}
 	out := make([]row, len(ps))
 	err := c.do(ctx, "inspect pg_auth_members", func(ctx context.Context) error {
-		rows, err := c.pool.Query(ctx, InspectSQL, roles, members)
+		rows, err := c.pool.Query(ctx, InspectSQL, c.catalogMode, roles, members)
 		if err != nil {
 			return err
 		}
@@ -293,7 +303,7 @@ func (d *Driver) Check(ctx context.Context, t grant.Target) error {
 	}
 	var roleOK, memberOK bool
 	if err := c.do(ctx, "check roles", func(ctx context.Context) error {
-		return c.pool.QueryRow(ctx, RolesExistSQL, p.Role, p.Member).Scan(&roleOK, &memberOK)
+		return c.pool.QueryRow(ctx, RolesExistSQL, c.catalogMode, p.Role, p.Member).Scan(&roleOK, &memberOK)
 	}); err != nil {
 		return err
 	}
@@ -370,7 +380,7 @@ func (c *conn) terminate(ctx context.Context, members []string) error {
 	}
 	return c.do(ctx, "terminate sessions", func(ctx context.Context) error {
 		var n int64
-		return c.pool.QueryRow(ctx, TerminateSQL, members).Scan(&n)
+		return c.pool.QueryRow(ctx, TerminateSQL, c.catalogMode, members).Scan(&n)
 	})
 }
 
