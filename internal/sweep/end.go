@@ -164,6 +164,7 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 		claimed = append(claimed, r)
 	}
 
+	e.log().Debug("claimed")
 	// 2. Overlaps: per target key, the permission is only revoked when no other
 	// grant still justifies it; among the grants ending now, the last revokes
 	// and the others are recorded as kept by it.
@@ -202,6 +203,7 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 		}
 	}
 
+	e.log().Debug("holders")
 	// 3. Revoke and verify at the targets, one batch per connection.
 	s.revokeAndVerify(ctx, revokers)
 
@@ -212,6 +214,7 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 		}
 		s.record(ctx, r, actor)
 	}
+	e.log().Debug("recorded")
 	return res
 }
 
@@ -301,6 +304,7 @@ func (s *session) revokeConn(ctx context.Context, conn string, rs []*result) {
 	for i, r := range verify {
 		vspecs[i] = r.g.Target
 	}
+	e.log().Debug("revoked")
 	obs, ierrs := target.InspectMany(ctx, e.Target, vspecs)
 	for i, r := range verify {
 		switch {
