@@ -282,7 +282,33 @@ func startThrowaway(ctx context.Context, o Options) (s *Server, err error) {
 		_ = s.Stop()
 		return nil, err
 	}
+	if !o.Detach {
+		s.watchdog()
+	}
 	return s, nil
+}
+
+// watchdogScript stops the server and removes its directory once the process
+// that started it is gone without calling Close (a test binary killed by its
+// timeout, a panic in TestMain). Arguments: pid, dir, pg_ctl, data dir.
+const watchdogScript = `while [ -d "/proc/$1" ] && [ -d "$2" ]; do sleep 1; done
+if [ -d "$2" ]; then "$3" stop -D "$4" -m immediate >/dev/null 2>&1; rm -rf "$2"; fi`
+
+// watchdog starts the watchdog in its own process group, as the server's user.
+func (s *Server) watchdog() {
+	args := []string{"-c", watchdogScript, "pgtest-watchdog", strconv.Itoa(os.Getpid()), s.dir,
+		filepath.Join(s.binDir, "pg_ctl"), s.dataDir()}
+	var cmd *exec.Cmd
+	if s.asUser != "" {
+		cmd = exec.Command("runuser", append([]string{"-u", s.asUser, "--", "sh"}, args...)...)
+	} else {
+		cmd = exec.Command("sh", args...)
+	}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.Start() == nil {
+		go func() { _ = cmd.Wait() }()
+	}
 }
 
 // reachable checks that user as can enter and write dir (every parent must be
