@@ -129,7 +129,7 @@ func TestClaimRaceProcesses(t *testing.T) {
 	cmds := make([]*exec.Cmd, procs)
 	outs := make([]*strings.Builder, procs)
 	for p := range cmds {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestClaimHelperProcess$")
+		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "EVENTACCESS_TEST_CLAIM_LEDGER="+path, "EVENTACCESS_TEST_CLAIM_GO="+goFile, fmt.Sprintf("EVENTACCESS_TEST_CLAIM_TOKEN=proc-%d", p))
 		outs[p] = &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = outs[p], outs[p]
@@ -159,16 +159,25 @@ func TestClaimRaceProcesses(t *testing.T) {
 	checkClaimedOnce(t, s, n, won)
 }
 
-// TestClaimHelperProcess is the child of TestClaimRaceProcesses.
-func TestClaimHelperProcess(t *testing.T) {
-	path := os.Getenv("EVENTACCESS_TEST_CLAIM_LEDGER")
-	if path == "" {
-		t.Skip("helper process for TestClaimRaceProcesses")
+// TestMain runs this test binary as the child of TestClaimRaceProcesses when
+// asked to by the environment, and as the test suite otherwise.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("EVENTACCESS_TEST_CLAIM_LEDGER"); path != "" {
+		if err := claimHelperProcess(path); err != nil {
+			fmt.Fprintln(os.Stderr, "claim helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// claimHelperProcess is the child of TestClaimRaceProcesses.
+func claimHelperProcess(path string) error {
 	ctx := context.Background()
 	s, err := Open(ctx, path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer s.Close()
 	for deadline := time.After(10 * time.Second); ; {
@@ -177,7 +186,7 @@ func TestClaimHelperProcess(t *testing.T) {
 		}
 		select {
 		case <-deadline:
-			t.Fatal("no go signal from the parent")
+			return fmt.Errorf("no go signal from the parent")
 		case <-time.After(time.Millisecond):
 		}
 	}
@@ -185,7 +194,5 @@ func TestClaimHelperProcess(t *testing.T) {
 	for _, id := range ids {
 		fmt.Printf("CLAIMED %s\n", id)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	return err
 }
