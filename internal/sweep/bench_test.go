@@ -3,7 +3,6 @@ package sweep
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -108,7 +107,7 @@ END $$`, benchRoles-1, benchMembers-1)
 		grantAll()
 		led, clk := benchLedger(b, ctx, n)
 		driver := postgresql.New(target.Connections{Configured: map[string]string{"bench": srv.URL()}})
-		eng := &Engine{Ledger: led, Target: target.Mux{grant.TargetPostgreSQL: driver}, Clock: clk, Logger: slog.New(&timingHandler{time.Now()})}
+		eng := &Engine{Ledger: led, Target: target.Mux{grant.TargetPostgreSQL: driver}, Clock: clk}
 		start = time.Now()
 		rep, err := eng.Run(ctx)
 		sweep += time.Since(start)

@@ -145,26 +145,32 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 
 	// 1. Claim: from here on, no other sweeper touches these grants, and our
 	// writes are fenced by the version the claim produced.
-	var claimed []*result
 	for _, r := range res {
 		if r.g.Status != grant.StatusActive && r.g.EndReason != grant.ReasonNone {
 			r.reason = r.g.EndReason // the first reason to end a grant is its reason
 		}
-		if err := e.Ledger.Claim(ctx, r.g, s.token, s.now, e.lease()); err != nil {
-			if errors.Is(err, ledger.ErrConflict) {
+	}
+	claimErrs, err := s.claim(ctx, res)
+	var claimed []*result
+	for i, r := range res {
+		cerr := err
+		if cerr == nil {
+			cerr = claimErrs[i]
+		}
+		if cerr != nil {
+			if errors.Is(cerr, ledger.ErrConflict) {
 				r.skipped = true
 				r.err = fmt.Errorf("grant %s is %v; re-read it and try again", r.g.ID, errClaimed)
 				e.log().Debug("grant claimed elsewhere, skipped", "grant", r.g.ID)
 				continue
 			}
-			r.err = ledgerError{fmt.Errorf("claiming grant %s in the ledger: %w", r.g.ID, err)}
+			r.err = ledgerError{fmt.Errorf("claiming grant %s in the ledger: %w", r.g.ID, cerr)}
 			continue
 		}
 		r.claimed = true
 		claimed = append(claimed, r)
 	}
 
-	e.log().Debug("claimed")
 	// 2. Overlaps: per target key, the permission is only revoked when no other
 	// grant still justifies it; among the grants ending now, the last revokes
 	// and the others are recorded as kept by it.
@@ -203,19 +209,62 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 		}
 	}
 
-	e.log().Debug("holders")
 	// 3. Revoke and verify at the targets, one batch per connection.
 	s.revokeAndVerify(ctx, revokers)
 
 	// 4. Record.
+	var recs []*result
+	var gs []*grant.Grant
+	var entries [][]ledger.Entry
 	for _, r := range claimed {
 		if r.err != nil && IsLedgerError(r.err) {
 			continue
 		}
-		s.record(ctx, r, actor)
+		ng, es, err := s.prepare(r, actor)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		recs, gs, entries = append(recs, r), append(gs, ng), append(entries, es)
 	}
-	e.log().Debug("recorded")
+	errs, err := s.update(ctx, gs, entries)
+	for i, r := range recs {
+		uerr := err
+		if uerr == nil {
+			uerr = errs[i]
+		}
+		s.recorded(r, gs[i], uerr)
+	}
 	return res
+}
+
+// claim claims every grant of rs, in one transaction when the ledger supports it.
+func (s *session) claim(ctx context.Context, rs []*result) ([]error, error) {
+	errs := make([]error, len(rs))
+	if b, ok := s.e.Ledger.(BatchStore); ok && len(rs) > 1 {
+		gs := make([]*grant.Grant, len(rs))
+		for i, r := range rs {
+			gs[i] = r.g
+		}
+		return b.ClaimMany(ctx, gs, s.token, s.now, s.e.lease())
+	}
+	for i, r := range rs {
+		errs[i] = s.e.Ledger.Claim(ctx, r.g, s.token, s.now, s.e.lease())
+	}
+	return errs, nil
+}
+
+// update writes every grant with its entries, in one transaction when the
+// ledger supports it.
+func (s *session) update(ctx context.Context, gs []*grant.Grant, entries [][]ledger.Entry) ([]error, error) {
+	if b, ok := s.e.Ledger.(BatchStore); ok && len(gs) > 1 {
+		return b.UpdateMany(ctx, gs, entries)
+	}
+	errs := make([]error, len(gs))
+	for i, g := range gs {
+		errs[i] = s.e.Ledger.UpdateGrant(ctx, g, entries[i]...)
+	}
+	return errs, nil
 }
 
 // keeper returns the id of a grant outside group that still justifies the
@@ -304,7 +353,6 @@ func (s *session) revokeConn(ctx context.Context, conn string, rs []*result) {
 	for i, r := range verify {
 		vspecs[i] = r.g.Target
 	}
-	e.log().Debug("revoked")
 	obs, ierrs := target.InspectMany(ctx, e.Target, vspecs)
 	for i, r := range verify {
 		switch {
@@ -345,8 +393,9 @@ func verifiedAt(evidence string, now time.Time) time.Time {
 	return now
 }
 
-// record writes the outcome of one claimed grant, fenced by the claim's version.
-func (s *session) record(ctx context.Context, r *result, actor grant.Actor) {
+// prepare computes the record of one claimed grant: the grant as it is to be
+// written (a copy) and its history entries.
+func (s *session) prepare(r *result, actor grant.Actor) (*grant.Grant, []ledger.Entry, error) {
 	e := s.e
 	ng := *r.g
 	now := s.now
@@ -354,12 +403,10 @@ func (s *session) record(ctx context.Context, r *result, actor grant.Actor) {
 	entry := func(t ledger.EntryType, detail string) {
 		entries = append(entries, ledger.Entry{GrantID: ng.ID, Type: t, At: now, Actor: actor, Detail: detail})
 	}
-	var targetErr error
 	switch {
 	case r.keptBy != "":
 		if err := ng.MarkRevoked(r.reason, actor, now); err != nil {
-			r.err = err
-			return
+			return nil, nil, err
 		}
 		ng.KeptBy = r.keptBy
 		ng.Drift = grant.DriftNone
@@ -367,20 +414,17 @@ func (s *session) record(ctx context.Context, r *result, actor grant.Actor) {
 	case r.err == nil:
 		ng.RevokeAttempts++
 		if err := ng.MarkRevoked(r.reason, actor, now); err != nil {
-			r.err = err
-			return
+			return nil, nil, err
 		}
 		ng.KeptBy = ""
 		ng.Drift = grant.DriftNone
 		ng.VerifiedAt = verifiedAt(r.evidence, now)
 		entry(ledger.EntryRevoked, r.evidence)
 	default:
-		targetErr = r.err
 		msg := redact(r.err.Error())
 		if ng.Status == grant.StatusActive {
 			if err := ng.MarkDue(r.reason); err != nil {
-				r.err = err
-				return
+				return nil, nil, err
 			}
 		}
 		if ng.EndReason == grant.ReasonNone {
@@ -390,8 +434,7 @@ func (s *session) record(ctx context.Context, r *result, actor grant.Actor) {
 		ng.LastError = msg
 		if ng.RevokeAttempts >= e.maxAttempts() {
 			if err := ng.MarkIrrevocable(msg); err != nil {
-				r.err = err
-				return
+				return nil, nil, err
 			}
 			ng.NextAttemptAt = time.Time{}
 			entry(ledger.EntryRevokeFailed, fmt.Sprintf("attempt %d of %d: %s", ng.RevokeAttempts, e.maxAttempts(), msg))
@@ -401,7 +444,13 @@ func (s *session) record(ctx context.Context, r *result, actor grant.Actor) {
 			entry(ledger.EntryRevokeFailed, fmt.Sprintf("attempt %d of %d: %s; next attempt after %s", ng.RevokeAttempts, e.maxAttempts(), msg, ng.NextAttemptAt.Format(time.RFC3339)))
 		}
 	}
-	if err := e.Ledger.UpdateGrant(ctx, &ng, entries...); err != nil {
+	return &ng, entries, nil
+}
+
+// recorded finishes one grant after its record was written (err nil) or not.
+func (s *session) recorded(r *result, ng *grant.Grant, err error) {
+	e := s.e
+	if err != nil {
 		if errors.Is(err, ledger.ErrConflict) {
 			r.err = fmt.Errorf("grant %s changed in the ledger while it was being ended (its claim expired and another process took it over?); the next run finishes it", ng.ID)
 			return
@@ -409,20 +458,19 @@ func (s *session) record(ctx context.Context, r *result, actor grant.Actor) {
 		r.err = ledgerError{fmt.Errorf("recording the end of grant %s in the ledger: %w", ng.ID, err)}
 		return
 	}
-	*r.g = ng
-	if targetErr != nil {
+	*r.g = *ng
+	switch {
+	case ng.Status != grant.StatusRevoked:
 		r.err = errors.New(ng.LastError)
 		e.log().Warn("revoke failed", "grant", ng.ID, "event", ng.Event.ID, "target", ng.TargetKey(),
 			"attempt", ng.RevokeAttempts, "status", ng.Status, "error", ng.LastError)
-		return
-	}
-	if r.keptBy != "" {
+	case r.keptBy != "":
 		e.log().Info("grant ended, permission kept by another grant", "grant", ng.ID, "event", ng.Event.ID,
 			"target", ng.TargetKey(), "end_reason", ng.EndReason, "kept_by", r.keptBy)
-		return
+	default:
+		e.log().Info("grant revoked and verified", "grant", ng.ID, "event", ng.Event.ID, "target", ng.TargetKey(),
+			"end_reason", ng.EndReason)
 	}
-	e.log().Info("grant revoked and verified", "grant", ng.ID, "event", ng.Event.ID, "target", ng.TargetKey(),
-		"end_reason", ng.EndReason)
 }
 
 var (

@@ -519,3 +519,53 @@ func TestEngineNeedsLedgerTargetClock(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// batchStore adds BatchStore to a Store by looping (the semantics, not the
+// speed), and counts the batch calls.
+type batchStore struct {
+	ledger.Store
+	claims, updates int
+}
+
+func (b *batchStore) ClaimMany(ctx context.Context, gs []*grant.Grant, token string, now time.Time, lease time.Duration) ([]error, error) {
+	b.claims++
+	errs := make([]error, len(gs))
+	for i, g := range gs {
+		errs[i] = b.Claim(ctx, g, token, now, lease)
+	}
+	return errs, nil
+}
+
+func (b *batchStore) UpdateMany(ctx context.Context, gs []*grant.Grant, entries [][]ledger.Entry) ([]error, error) {
+	b.updates++
+	errs := make([]error, len(gs))
+	for i, g := range gs {
+		errs[i] = b.UpdateGrant(ctx, g, entries[i]...)
+	}
+	return errs, nil
+}
+
+func TestRunUsesBatchStore(t *testing.T) {
+	f := newFixture(t)
+	bs := &batchStore{Store: f.led}
+	f.eng.Ledger = bs
+	var gs []*grant.Grant
+	for i := 0; i < 30; i++ {
+		gs = append(gs, f.create(grantOpts{role: fmt.Sprintf("r%d", i%20), event: fmt.Sprintf("E%d", i), ttl: time.Minute}))
+	}
+	// One grant was taken by another process: the batch claim must skip it only.
+	f.clk.Advance(time.Hour)
+	if err := f.led.Claim(f.ctx, gs[0], "other", f.clk.Now(), DefaultLease); err != nil {
+		t.Fatal(err)
+	}
+	rep := f.run()
+	if len(rep.Revoked) != 20 || len(rep.Kept) != 9 || !rep.Clean() {
+		t.Fatalf("revoked %d kept %d failed %+v", len(rep.Revoked), len(rep.Kept), rep.Failed)
+	}
+	if bs.claims != 1 || bs.updates != 1 {
+		t.Fatalf("batch calls: %d claims, %d updates", bs.claims, bs.updates)
+	}
+	if f.get(gs[0].ID).Status != grant.StatusActive {
+		t.Fatal("a grant claimed elsewhere was ended")
+	}
+}
