@@ -1,0 +1,29 @@
+terraform {
+  required_providers {
+    eventaccess = { source = "eventaccess/eventaccess" }
+  }
+}
+
+# The ledger and the "legacy" connection come from EVENTACCESS_LEDGER and
+# EVENTACCESS_CONNECTION_LEGACY: no secret in this file.
+provider "eventaccess" {}
+
+resource "eventaccess_grant" "cutover" {
+  owner         = "platform-team@example.com"
+  justification = "Data migration for the cutover weekend"
+
+  event = {
+    id   = "CHG-2291"
+    kind = "migration"
+  }
+
+  duration = "2h"
+
+  target = {
+    postgresql = {
+      connection = "legacy"
+      role       = "legacy_rw"
+      member     = "migration_robot"
+    }
+  }
+}
