@@ -226,7 +226,8 @@ func ValidConnectionName(name string) error {
 		return errors.New("connection name must not be empty")
 	}
 	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-'
+		if !ok {
 			return fmt.Errorf("connection name %q may contain only letters, digits, '_' and '-'", name)
 		}
 	}

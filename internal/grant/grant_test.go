@@ -178,7 +178,7 @@ func TestStatusMachine(t *testing.T) {
 
 func TestNewIDSortsByTime(t *testing.T) {
 	a, b := NewID(t0), NewID(t0.Add(time.Millisecond))
-	if !ValidID(a) || !ValidID(b) || !(a < b) {
+	if !ValidID(a) || !ValidID(b) || a >= b {
 		t.Fatalf("ids %s %s", a, b)
 	}
 	if ValidID("postgresql/main/a/b") || ValidID("") {

@@ -334,7 +334,7 @@ func TestAccGrant_extendShortenRenew(t *testing.T) {
 					planValue(addr, "expires_at", knownvalue.StringExact(at(3*time.Hour))),
 					planValue(addr, "status", knownvalue.StringExact("active")),
 				}},
-				ConfigStateChecks: []statecheck.StateCheck{stateValue(addr, "expires_at", knownvalue.StringExact(at(3 * time.Hour)))},
+				ConfigStateChecks: []statecheck.StateCheck{stateValue(addr, "expires_at", knownvalue.StringExact(at(3*time.Hour)))},
 			},
 			{Config: cfgAt(2 * time.Hour)}, // shortened, still in the future
 			{
@@ -445,7 +445,7 @@ func TestAccGrant_eventClosed(t *testing.T) {
 			},
 			{
 				// A new grant for a closed event is refused at plan time too.
-				Config: cfgAt(24*time.Hour) + grantCfg{name: "again", role: role, member: member, duration: "1h", eventID: "INC-4711"}.hcl(),
+				Config:      cfgAt(24*time.Hour) + grantCfg{name: "again", role: role, member: member, duration: "1h", eventID: "INC-4711"}.hcl(),
 				ExpectError: regexp.MustCompile(`Event is closed`),
 			},
 		},
@@ -478,8 +478,8 @@ func TestAccGrant_driftMissingAndWidened(t *testing.T) {
 			},
 			{
 				// Someone widens it by hand: reported, not silently accepted.
-				PreConfig: func() { e.exec("GRANT " + q(role) + " TO " + q(member) + " WITH ADMIN OPTION") },
-				Config:    cfg,
+				PreConfig:        func() { e.exec("GRANT " + q(role) + " TO " + q(member) + " WITH ADMIN OPTION") },
+				Config:           cfg,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 				ConfigStateChecks: []statecheck.StateCheck{
 					stateValue(addr, "drift", knownvalue.StringExact("widened")),
@@ -611,8 +611,11 @@ func TestAccGrant_identifiersAreData(t *testing.T) {
 					func(*terraform.State) error { return e.expectSetRole(member, role, true)() },
 					func(*terraform.State) error {
 						found, admin, err := membership(role, member)
-						if err != nil || !found || !admin {
-							return fmt.Errorf("membership found=%t admin=%t err=%v, want with admin option", found, admin, err)
+						if err != nil {
+							return err
+						}
+						if !found || !admin {
+							return fmt.Errorf("membership found=%t admin=%t, want with admin option", found, admin)
 						}
 						return nil
 					},

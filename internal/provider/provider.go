@@ -57,9 +57,9 @@ func newWithClock(version string, clk clock.Clock, getenv func(string) string) f
 }
 
 type providerModel struct {
-	Ledger      types.String        `tfsdk:"ledger"`
+	Ledger      types.String         `tfsdk:"ledger"`
 	MaxDuration timetypes.GoDuration `tfsdk:"max_duration"`
-	Connections types.Map           `tfsdk:"connections"`
+	Connections types.Map            `tfsdk:"connections"`
 }
 
 type connectionModel struct {

@@ -42,7 +42,9 @@ func (v identifierValidator) Description(context.Context) string {
 	return fmt.Sprintf("a PostgreSQL %s name of 1 to %d bytes", v.what, grant.MaxIdentifierLength)
 }
 
-func (v identifierValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v identifierValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 
 func (v identifierValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
