@@ -17,10 +17,12 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eventaccess/terraform-provider-eventaccess/internal/clock"
 	"github.com/eventaccess/terraform-provider-eventaccess/internal/grant"
 	"github.com/eventaccess/terraform-provider-eventaccess/internal/ledger"
+	"github.com/eventaccess/terraform-provider-eventaccess/internal/pgtest"
 	"github.com/eventaccess/terraform-provider-eventaccess/internal/sweep"
 	"github.com/eventaccess/terraform-provider-eventaccess/internal/target"
 	"github.com/eventaccess/terraform-provider-eventaccess/internal/target/postgresql"
@@ -37,6 +39,7 @@ type grantCfg struct {
 	expiresAt string
 	adopt     bool
 	admin     bool
+	terminate bool
 	extra     string // raw HCL lines
 }
 
@@ -63,6 +66,9 @@ func (c grantCfg) hcl() string {
 	fmt.Fprintf(&b, "  target = {\n    postgresql = {\n      connection = \"main\"\n      role = %q\n      member = %q\n", c.role, c.member)
 	if c.admin {
 		b.WriteString("      with_admin_option = true\n")
+	}
+	if c.terminate {
+		b.WriteString("      terminate_sessions = true\n")
 	}
 	b.WriteString("    }\n  }\n")
 	if c.adopt {
@@ -716,17 +722,66 @@ func TestAccGrant_noSecretsInStateOrLedger(t *testing.T) {
 				if !strings.Contains(string(js), role) {
 					return fmt.Errorf("state check is blind: the role name is not in the state either")
 				}
+				var ledgerBytes []byte
 				for _, f := range []string{e.ledgerPath, e.ledgerPath + "-wal"} {
 					b, err := os.ReadFile(f)
 					if err != nil && !os.IsNotExist(err) {
 						return err
 					}
-					if strings.Contains(string(b), password) {
-						return fmt.Errorf("the connection password is in the ledger file %s", f)
-					}
+					ledgerBytes = append(ledgerBytes, b...)
+				}
+				if strings.Contains(string(ledgerBytes), password) {
+					return fmt.Errorf("the connection password is in the ledger files")
+				}
+				if !strings.Contains(string(ledgerBytes), role) {
+					return fmt.Errorf("ledger check is blind: the role name is not in the ledger files either")
 				}
 				return nil
 			},
 		}},
+	})
+}
+
+func TestAccGrant_terminateSessionsOnDestroy(t *testing.T) {
+	e := newAccEnv(t)
+	role, member := e.name("session_rw"), e.name("session_bot")
+	e.createRole(role, false)
+	e.createRole(member, true)
+	ctx := context.Background()
+	var held *pgx.Conn
+	t.Cleanup(func() {
+		if held != nil {
+			_ = held.Close(ctx)
+		}
+	})
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkDestroyed([2]string{role, member}),
+		Steps: []resource.TestStep{
+			{
+				Config: e.config(grantCfg{name: "test", role: role, member: member, duration: "1h", terminate: true}),
+				Check: func(*terraform.State) error {
+					// A session that ran SET ROLE keeps the privilege after REVOKE, unless it is ended.
+					c, err := pgtest.Conn(ctx, pg.URLFor(member, "pw-"+e.suffix, "postgres"))
+					if err != nil {
+						return err
+					}
+					held = c
+					_, err = held.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize())
+					return err
+				},
+			},
+			{
+				Config: e.providerHCL(),
+				Check: func(*terraform.State) error {
+					var who string
+					err := held.QueryRow(ctx, "SELECT current_user").Scan(&who)
+					if err == nil {
+						return fmt.Errorf("the member's session survived the revoke and still runs as %q", who)
+					}
+					return nil
+				},
+			},
+		},
 	})
 }
