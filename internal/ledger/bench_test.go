@@ -59,25 +59,13 @@ func seedBench(b *testing.B, s *SQLiteStore, hist, due int) {
 			return err
 		}
 		defer hev.Close()
-		put := func(g *grant.Grant, entries int) error {
-			vals, err := grantValues(g)
-			if err != nil {
-				return err
-			}
-			if _, err := ins.ExecContext(ctx, vals...); err != nil {
-				return err
-			}
-			for e := 0; e < entries; e++ {
-				if _, err := hev.ExecContext(ctx, g.ID, "verified", t0.UnixMicro()); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
+		put := func(g *grant.Grant, entries int) error { return seedPut(ctx, ins, hev, g, entries) }
 		for i := 0; i < hist; i++ {
 			g := newGrant(fmt.Sprintf("H%07d", i), fmt.Sprintf("c%d", i%5), "r", fmt.Sprintf("m%d", i), "INC-1", time.Hour)
 			g.GrantedAt, g.ExpiresAt = t0.Add(-48*time.Hour), t0.Add(-47*time.Hour)
-			g.MarkRevoked(grant.ReasonExpired, grant.ActorSweeper, t0.Add(-47*time.Hour))
+			if err := g.MarkRevoked(grant.ReasonExpired, grant.ActorSweeper, t0.Add(-47*time.Hour)); err != nil {
+				return err
+			}
 			if err := put(g, 2); err != nil {
 				return err
 			}
@@ -97,4 +85,21 @@ func seedBench(b *testing.B, s *SQLiteStore, hist, due int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+// seedPut inserts g with ins and gives it entries history rows with hev.
+func seedPut(ctx context.Context, ins, hev *sql.Stmt, g *grant.Grant, entries int) error {
+	vals, err := grantValues(g)
+	if err != nil {
+		return err
+	}
+	if _, err := ins.ExecContext(ctx, vals...); err != nil {
+		return err
+	}
+	for e := 0; e < entries; e++ {
+		if _, err := hev.ExecContext(ctx, g.ID, "verified", t0.UnixMicro()); err != nil {
+			return err
+		}
+	}
+	return nil
 }

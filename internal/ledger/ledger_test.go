@@ -229,7 +229,11 @@ func TestDue(t *testing.T) {
 	update(dueLater, func(g *grant.Grant) { g.Status = grant.StatusDue; g.NextAttemptAt = now.Add(time.Second) })
 	update(drifted, func(g *grant.Grant) { g.Status = grant.StatusDue; g.EndReason = grant.ReasonDrift })
 	update(irrevocable, func(g *grant.Grant) { g.Status = grant.StatusIrrevocable })
-	update(revoked, func(g *grant.Grant) { g.MarkRevoked(grant.ReasonDestroyed, grant.ActorTerraform, t0) })
+	update(revoked, func(g *grant.Grant) {
+		if err := g.MarkRevoked(grant.ReasonDestroyed, grant.ActorTerraform, t0); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	due, err := s.Due(ctx, now, 0)
 	if err != nil {
@@ -358,7 +362,9 @@ func TestHolders(t *testing.T) {
 	if err := s.UpdateGrant(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	d.MarkRevoked(grant.ReasonExpired, grant.ActorSweeper, t0)
+	if err := d.MarkRevoked(grant.ReasonExpired, grant.ActorSweeper, t0); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.UpdateGrant(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -530,9 +536,14 @@ func TestMigrationsIdempotent(t *testing.T) {
 		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
 	}
 	var fk, timeout, sync int
-	s2.db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk)
-	s2.db.QueryRow(`PRAGMA busy_timeout`).Scan(&timeout)
-	s2.db.QueryRow(`PRAGMA synchronous`).Scan(&sync)
+	for _, p := range []struct {
+		pragma string
+		dst    *int
+	}{{"foreign_keys", &fk}, {"busy_timeout", &timeout}, {"synchronous", &sync}} {
+		if err := s2.db.QueryRow(`PRAGMA ` + p.pragma).Scan(p.dst); err != nil {
+			t.Fatalf("PRAGMA %s: %v", p.pragma, err)
+		}
+	}
 	if fk != 1 || timeout < 5000 || sync != 1 {
 		t.Errorf("foreign_keys=%d busy_timeout=%d synchronous=%d; want 1, >=5000, 1 (NORMAL)", fk, timeout, sync)
 	}
@@ -572,7 +583,9 @@ func TestConcurrentFreshOpens(t *testing.T) {
 	}
 	s := openPath(t, path)
 	var count int
-	s.db.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&count)
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&count); err != nil {
+		t.Fatal(err)
+	}
 	if count != 1 {
 		t.Errorf("schema_migrations has %d rows, want 1", count)
 	}
@@ -617,15 +630,23 @@ func TestOpenErrors(t *testing.T) {
 	// Permission bits only stop non-root users.
 	if os.Geteuid() != 0 {
 		roDir := filepath.Join(dir, "ro")
-		os.Mkdir(roDir, 0o500)
-		t.Cleanup(func() { os.Chmod(roDir, 0o700) })
+		if err := os.Mkdir(roDir, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := os.Chmod(roDir, 0o700); err != nil {
+				t.Error(err)
+			}
+		})
 		if _, err := Open(ctx, filepath.Join(roDir, "ledger.db")); err == nil || !strings.Contains(err.Error(), "not writable") {
 			t.Errorf("Open(in read-only dir) = %v, want 'not writable'", err)
 		}
 	}
 	// Not a database.
 	junk := filepath.Join(dir, "junk.db")
-	os.WriteFile(junk, []byte(strings.Repeat("this is not sqlite ", 100)), 0o600)
+	if err := os.WriteFile(junk, []byte(strings.Repeat("this is not sqlite ", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(ctx, junk); err == nil || !strings.Contains(err.Error(), "not a SQLite database") {
 		t.Errorf("Open(junk) = %v, want 'not a SQLite database'", err)
 	}
@@ -747,6 +768,9 @@ func explain(t *testing.T, s *SQLiteStore, q string, args ...any) []string {
 			t.Fatal(err)
 		}
 		out = append(out, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -78,14 +78,12 @@ func parseDSN(dsn string) (sqliteDSN, error) {
 		}
 	}
 	// "sqlite:///abs/path" and "file:///abs/path" name /abs/path.
-	if strings.HasPrefix(dsn, "//") {
-		dsn = dsn[2:]
-	}
+	dsn = strings.TrimPrefix(dsn, "//")
 	var d sqliteDSN
 	if i := strings.IndexByte(dsn, '?'); i >= 0 {
 		q, err := url.ParseQuery(dsn[i+1:])
 		if err != nil {
-			return sqliteDSN{}, fmt.Errorf("ledger %s: bad parameters after '?': %v", Describe(dsn), err)
+			return sqliteDSN{}, fmt.Errorf("ledger %s: bad parameters after '?': %w", Describe(dsn), err)
 		}
 		for k := range q {
 			if strings.HasPrefix(k, "_") {
@@ -120,7 +118,7 @@ func (d sqliteDSN) driverDSN() (string, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	abs, err := filepath.Abs(d.path)
 	if err != nil {
-		return "", fmt.Errorf("ledger %s: cannot resolve the path: %v", d.path, err)
+		return "", fmt.Errorf("ledger %s: cannot resolve the path: %w", d.path, err)
 	}
 	// SQLite decodes %HH in URI file names; escape what would end the path.
 	r := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
@@ -140,7 +138,7 @@ func notWritable(d sqliteDSN, cause error) error {
 			hint = fmt.Sprintf("the directory %s does not exist; create it or choose another path", dir)
 		}
 	}
-	return fmt.Errorf("ledger %s is not writable: %v; %s", path, cause, hint)
+	return fmt.Errorf("ledger %s is not writable: %w; %s", path, cause, hint)
 }
 
 var (

@@ -43,7 +43,7 @@ func OpenSQLite(ctx context.Context, dsn string) (*SQLiteStore, error) {
 	}
 	db, err := sql.Open("sqlite", ddsn)
 	if err != nil {
-		return nil, fmt.Errorf("ledger %s: %v", d.path, err)
+		return nil, fmt.Errorf("ledger %s: %w", d.path, err)
 	}
 	if d.memory {
 		// Every connection to :memory: is a separate database: keep one.
@@ -70,9 +70,9 @@ func openError(d sqliteDSN, err error) error {
 		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
 			return notWritable(d, err)
 		case sqlite3.SQLITE_NOTADB:
-			return fmt.Errorf("ledger %s is not a SQLite database (%v): point %s at an eventaccess ledger file or at a new path", path, err, EnvLedger)
+			return fmt.Errorf("ledger %s is not a SQLite database (%w): point %s at an eventaccess ledger file or at a new path", path, err, EnvLedger)
 		case sqlite3.SQLITE_CORRUPT:
-			return fmt.Errorf("ledger %s is corrupt (%v): restore it from a backup", path, err)
+			return fmt.Errorf("ledger %s is corrupt (%w): restore it from a backup", path, err)
 		}
 	}
 	return fmt.Errorf("ledger %s: %w", path, err)
@@ -108,7 +108,7 @@ func retry(ctx context.Context, fn func() error) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w (while waiting for the ledger lock: %v)", ctx.Err(), err)
+			return fmt.Errorf("%w (while waiting for the ledger lock: %w)", ctx.Err(), err)
 		case <-t.C:
 		}
 	}
@@ -131,7 +131,9 @@ func (s *SQLiteStore) write(ctx context.Context, fn func(tx *sql.Tx) error) erro
 			return err
 		}
 		if err := fn(tx); err != nil {
-			tx.Rollback()
+			if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+				return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+			}
 			return err
 		}
 		return tx.Commit()
@@ -175,7 +177,7 @@ func scanGrant(r rowScanner) (*grant.Grant, error) {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(targetJSON), &g.Target); err != nil {
-		return nil, fmt.Errorf("grant %s: the stored target is not valid JSON (%v); the ledger row was changed outside eventaccess", g.ID, err)
+		return nil, fmt.Errorf("grant %s: the stored target is not valid JSON (%w); the ledger row was changed outside eventaccess", g.ID, err)
 	}
 	g.Event.Kind = grant.EventKind(kind)
 	g.AdoptExisting = adopt
@@ -221,7 +223,7 @@ func (s *SQLiteStore) queryGrants(ctx context.Context, query string, args ...any
 func grantValues(g *grant.Grant) ([]any, error) {
 	tj, err := json.Marshal(g.Target)
 	if err != nil {
-		return nil, fmt.Errorf("grant %s: cannot encode the target: %v", g.ID, err)
+		return nil, fmt.Errorf("grant %s: cannot encode the target: %w", g.ID, err)
 	}
 	return []any{
 		g.ID, g.Owner, g.Justification, g.Event.ID, string(g.Event.Kind), g.Event.URL,

@@ -530,8 +530,8 @@ func QuoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
-func (s *Server) waitReady(ctx context.Context, max time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, max)
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var err error
 	for {

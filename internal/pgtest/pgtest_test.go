@@ -29,7 +29,7 @@ func ctx(t *testing.T) context.Context {
 // tempDir is a temporary directory the postgres user can reach (t.TempDir's
 // parent is private to the current user).
 func tempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "pgtest-test-")
+	d, err := os.MkdirTemp("", "pgtest-test-") //nolint:usetesting // t.TempDir's parent is mode 0700, so the postgres OS user cannot enter it
 	if err != nil {
 		t.Fatal(err)
 	}
