@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -67,8 +68,12 @@ type env struct {
 	led    ledger.Store
 	driver *postgresql.Driver
 	prefix string
+	roles  []string // created, dropped at the end
 	extra  []string // environment for the binary
 }
+
+// envSeq makes role names unique across repeated tests on one server.
+var envSeq atomic.Int64
 
 func newEnv(t *testing.T, s *pgtest.Server) *env {
 	t.Helper()
@@ -77,7 +82,7 @@ func newEnv(t *testing.T, s *pgtest.Server) *env {
 	e := &env{
 		t: t, ctx: ctx, srv: s, dir: dir,
 		ledger: filepath.Join(dir, "ledger.db"), config: filepath.Join(dir, "config.json"),
-		prefix: strings.ToLower(strings.NewReplacer("/", "_", "Test", "").Replace(t.Name())) + "_",
+		prefix: fmt.Sprintf("%s_%d_", strings.ToLower(strings.NewReplacer("/", "_", "Test", "").Replace(t.Name())), envSeq.Add(1)),
 	}
 	e.writeConfig(s.URL(), 0)
 	led, err := ledger.Open(ctx, e.ledger)
@@ -89,6 +94,9 @@ func newEnv(t *testing.T, s *pgtest.Server) *env {
 	t.Cleanup(func() {
 		e.driver.Close()
 		led.Close()
+		for _, r := range e.roles {
+			_ = e.srv.DropRole(ctx, r) // best effort: the server may be gone
+		}
 	})
 	return e
 }
@@ -113,6 +121,7 @@ func (e *env) role(name string) string {
 	if err := e.srv.CreateRole(e.ctx, n, false, ""); err != nil {
 		e.t.Fatalf("create role %s: %v", n, err)
 	}
+	e.roles = append(e.roles, n)
 	return n
 }
 
@@ -123,6 +132,7 @@ func (e *env) member(name string) string {
 	if err := e.srv.CreateRole(e.ctx, n, true, "pw-"+name); err != nil {
 		e.t.Fatalf("create member %s: %v", n, err)
 	}
+	e.roles = append(e.roles, n)
 	return n
 }
 
