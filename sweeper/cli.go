@@ -218,7 +218,7 @@ func setup(ctx context.Context, o *options, getenv func(string) string, log *slo
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
-			return nil, fmt.Errorf("config file %s is not valid (%v); expected {\"connections\": {\"NAME\": {\"url\": \"...\"}}, \"max_attempts\": 6, \"lease\": \"5m\"}", o.config, err)
+			return nil, fmt.Errorf("config file %s is not valid (%w); expected {\"connections\": {\"NAME\": {\"url\": \"...\"}}, \"max_attempts\": 6, \"lease\": \"5m\"}", o.config, err)
 		}
 	}
 	eng := &sweep.Engine{MaxAttempts: cfg.MaxAttempts, BatchSize: cfg.BatchSize, Logger: log}
@@ -239,7 +239,7 @@ func setup(ctx context.Context, o *options, getenv func(string) string, log *slo
 	configured := map[string]string{}
 	for name, c := range cfg.Connections {
 		if err := grant.ValidConnectionName(name); err != nil {
-			return nil, fmt.Errorf("config file %s: %v", o.config, err)
+			return nil, fmt.Errorf("config file %s: %w", o.config, err)
 		}
 		if strings.TrimSpace(c.URL) == "" {
 			return nil, fmt.Errorf("config file %s: connection %q has no url", o.config, name)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -237,7 +238,8 @@ func (e *env) sweeper(args ...string) out {
 	c.Stdout, c.Stderr = &so, &se
 	err := c.Run()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
 		e.t.Fatalf("running %v: %v", args, err)
@@ -666,7 +668,8 @@ func TestTwoConcurrentRuns(t *testing.T) {
 			c.Stdout, c.Stderr = &so, &se
 			err := c.Run()
 			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
 				code = ee.ExitCode()
 			}
 			outs[i] = out{so.String(), se.String(), code}

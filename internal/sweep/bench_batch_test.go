@@ -62,12 +62,13 @@ func (p *prototypeBatch) ClaimMany(ctx context.Context, gs []*grant.Grant, token
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }()
 	st, err := tx.PrepareContext(ctx, `UPDATE grants SET claim_token = ?, claim_until = ?, version = version + 1
 		WHERE id = ? AND version = ? AND (claim_until IS NULL OR claim_until <= ?)`)
 	if err != nil {
 		return nil, err
 	}
+	defer st.Close()
 	until, n := now.Add(lease).UnixMicro(), now.UnixMicro()
 	for i, g := range gs {
 		res, err := st.ExecContext(ctx, token, until, g.ID, g.Version, n)
@@ -95,17 +96,19 @@ func (p *prototypeBatch) UpdateMany(ctx context.Context, gs []*grant.Grant, entr
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }()
 	up, err := tx.PrepareContext(ctx, `UPDATE grants SET status = ?, end_reason = ?, ended_at = ?, revoked_by = ?,
 		verified_at = ?, drift = ?, revoke_attempts = ?, last_error = ?, next_attempt_at = ?, kept_by = ?,
 		version = version + 1 WHERE id = ? AND version = ?`)
 	if err != nil {
 		return nil, err
 	}
+	defer up.Close()
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO grant_events (grant_id, type, at, actor, detail) VALUES (?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, err
 	}
+	defer ins.Close()
 	for i, g := range gs {
 		res, err := up.ExecContext(ctx, string(g.Status), string(g.EndReason), micros(g.EndedAt), string(g.RevokedBy),
 			micros(g.VerifiedAt), string(g.Drift), g.RevokeAttempts, g.LastError, micros(g.NextAttemptAt), g.KeptBy,

@@ -160,7 +160,7 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 		if cerr != nil {
 			if errors.Is(cerr, ledger.ErrConflict) {
 				r.skipped = true
-				r.err = fmt.Errorf("grant %s is %v; re-read it and try again", r.g.ID, errClaimed)
+				r.err = fmt.Errorf("grant %s is %w; re-read it and try again", r.g.ID, errClaimed)
 				e.log().Debug("grant claimed elsewhere, skipped", "grant", r.g.ID)
 				continue
 			}
