@@ -23,3 +23,5 @@ type BatchStore interface {
 	ClaimMany(ctx context.Context, gs []*grant.Grant, token string, now time.Time, lease time.Duration) (errs []error, err error)
 	UpdateMany(ctx context.Context, gs []*grant.Grant, entries [][]ledger.Entry) (errs []error, err error)
 }
+
+var _ BatchStore = (*ledger.SQLiteStore)(nil)
