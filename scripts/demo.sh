@@ -15,9 +15,13 @@ bin="$root/bin"
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
 indent() { sed 's/^/   /'; }
-# Terraform's notice about the locally built provider (dev_overrides) is noise here.
+# Terraform's notice about the locally built provider (dev_overrides) is noise here:
+# drop that warning block, up to the blank line after it.
 quiet_tf() {
-  grep -vE 'Provider development overrides|dev_overrides|The following provider development|- eventaccess/eventaccess in|The behavior may therefore|applying changes may cause|published releases\.|Warning: Provider development' | cat -s
+  awk '/Warning: Provider development overrides are in effect/ {skip=1}
+       skip && /^[│ ]*$/ && seen {skip=0; next}
+       skip {if ($0 ~ /releases\./) seen=1; next}
+       {print}' | grep -vE '^[╷╵]$' | cat -s
 }
 
 command -v terraform >/dev/null || { echo "make demo needs terraform on PATH"; exit 1; }
@@ -65,9 +69,9 @@ can_set_role
 later=$(date -u -d '+3 hours' +%Y-%m-%dT%H:%M:%SZ)
 say "4. Nobody runs Terraform again. The scheduled sweeper runs; as of $later the grant has expired"
 note "\$ eventaccess-sweeper plan --at $later"
-"$bin/eventaccess-sweeper" plan --at "$later" | indent
+"$bin/eventaccess-sweeper" plan --at "$later" --log-level warn | indent
 note "\$ eventaccess-sweeper run --at $later"
-"$bin/eventaccess-sweeper" run --at "$later" | indent
+"$bin/eventaccess-sweeper" run --at "$later" --log-level warn | indent
 can_set_role
 
 say "5. terraform plan: the revocation shows in state, and nothing is granted again"

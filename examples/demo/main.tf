@@ -27,3 +27,13 @@ resource "eventaccess_grant" "cutover" {
     }
   }
 }
+
+output "cutover" {
+  value = {
+    status     = eventaccess_grant.cutover.status
+    end_reason = eventaccess_grant.cutover.end_reason
+    revoked_by = eventaccess_grant.cutover.revoked_by
+    ended_at   = eventaccess_grant.cutover.ended_at
+    expires_at = eventaccess_grant.cutover.expires_at
+  }
+}

@@ -374,11 +374,21 @@ func evidenceJSON(o target.Observation, now time.Time) string {
 	if at.IsZero() {
 		at = now
 	}
+	// The target's own evidence is usually JSON already: embed it as is, so the
+	// record reads as one document rather than a string of escaped quotes.
+	var ev any
+	if o.Evidence != "" {
+		if json.Valid([]byte(o.Evidence)) {
+			ev = json.RawMessage(o.Evidence)
+		} else {
+			ev = o.Evidence
+		}
+	}
 	b, _ := json.Marshal(struct {
 		State     target.State `json:"state"`
 		CheckedAt time.Time    `json:"checked_at"`
-		Evidence  string       `json:"evidence,omitempty"`
-	}{o.State, at.UTC(), o.Evidence})
+		Evidence  any          `json:"evidence,omitempty"`
+	}{o.State, at.UTC(), ev})
 	return string(b)
 }
 
