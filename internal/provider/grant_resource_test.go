@@ -3,11 +3,15 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,6 +271,11 @@ func TestAccGrant_expiryRevokesAtApply(t *testing.T) {
 	})
 }
 
+// TestAccGrant_sweptOutOfBand is the whole point of the project, end to end
+// with the real binaries: terraform applies two grants; nobody runs Terraform;
+// the eventaccess-sweeper binary runs past the short one's expiry and revokes
+// exactly that one; the next terraform plan proposes nothing and the state
+// shows the revocation by the sweeper; a second sweep has nothing to do.
 func TestAccGrant_sweptOutOfBand(t *testing.T) {
 	e := newAccEnv(t)
 	shortRole, longRole, member := e.name("short_rw"), e.name("long_ro"), e.name("robot")
@@ -277,20 +286,28 @@ func TestAccGrant_sweptOutOfBand(t *testing.T) {
 		grantCfg{name: "short", role: shortRole, member: member, duration: "1h", eventID: "INC-4711"},
 		grantCfg{name: "long", role: longRole, member: member, duration: "48h", eventID: "PROJ-7"},
 	)
+	var shortID string
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: e.factories(),
 		CheckDestroy:             e.checkDestroyed([2]string{shortRole, member}, [2]string{longRole, member}),
 		Steps: []resource.TestStep{
-			{Config: cfg},
+			{Config: cfg, Check: func(s *terraform.State) error {
+				shortID = s.RootModule().Resources["eventaccess_grant.short"].Primary.ID
+				return nil
+			}},
 			{
 				PreConfig: func() {
 					e.clock.Advance(90 * time.Minute)
-					rep, err := e.sweeper(e.clock.Now())
-					if err != nil {
-						t.Fatalf("sweep: %v", err)
+					rep, code := e.sweeperBinary("run", "--json", "--at", e.clock.Now().Format(time.RFC3339))
+					if code != 0 || len(rep.Revoked) != 1 || len(rep.Failed) != 0 || len(rep.Drift) != 0 {
+						t.Fatalf("sweeper run: exit %d, report %+v; want exit 0 and exactly one revoked", code, rep)
 					}
-					if len(rep.Revoked) != 1 || len(rep.Failed) != 0 {
-						t.Fatalf("sweep revoked %d, failed %d; want 1, 0: %+v", len(rep.Revoked), len(rep.Failed), rep)
+					if r := rep.Revoked[0]; r.ID != shortID || r.EventID != "INC-4711" || r.Owner != "platform-team@example.com" ||
+						r.EndReason != grant.ReasonExpired || r.Target != (grant.PostgreSQLTarget{Connection: "main", Role: shortRole, Member: member}).Key() {
+						t.Fatalf("sweeper revoked %+v, want the short grant %s", r, shortID)
+					}
+					if rep, code := e.sweeperBinary("run", "--json", "--at", e.clock.Now().Format(time.RFC3339)); code != 0 || len(rep.Revoked) != 0 {
+						t.Fatalf("second sweep: exit %d, revoked %d; want 0, 0", code, len(rep.Revoked))
 					}
 				},
 				Config: cfg,
@@ -300,7 +317,7 @@ func TestAccGrant_sweptOutOfBand(t *testing.T) {
 					stateValue("eventaccess_grant.short", "status", knownvalue.StringExact("revoked")),
 					stateValue("eventaccess_grant.short", "revoked_by", knownvalue.StringExact("sweeper")),
 					stateValue("eventaccess_grant.short", "end_reason", knownvalue.StringExact("expired")),
-					stateValue("eventaccess_grant.short", "ended_at", knownvalue.NotNull()),
+					stateValue("eventaccess_grant.short", "ended_at", knownvalue.StringExact(e.clock.Now().Add(90*time.Minute).Format(time.RFC3339))),
 					stateValue("eventaccess_grant.short", "verified_at", knownvalue.NotNull()),
 					stateValue("eventaccess_grant.long", "status", knownvalue.StringExact("active")),
 				},
@@ -309,8 +326,65 @@ func TestAccGrant_sweptOutOfBand(t *testing.T) {
 					func(*terraform.State) error { return e.expectSetRole(member, longRole, true)() },
 				),
 			},
+			{
+				// terraform apply is a no-op, and the ended grant is not granted again.
+				Config:           cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				Check:            func(*terraform.State) error { return expectMembership(shortRole, member, false) },
+			},
 		},
 	})
+}
+
+var (
+	sweeperBuildOnce sync.Once
+	sweeperBin       string
+	sweeperBuildErr  error
+)
+
+// sweeperBinary builds eventaccess-sweeper once per test run and runs it on
+// this test's ledger, with the connection from the environment as in
+// production. It returns the JSON report and the exit code.
+func (e *accEnv) sweeperBinary(args ...string) (*sweep.Report, int) {
+	e.t.Helper()
+	sweeperBuildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "eventaccess-sweeper-bin-")
+		if err != nil {
+			sweeperBuildErr = err
+			return
+		}
+		sweeperBin = filepath.Join(dir, "eventaccess-sweeper")
+		out, err := exec.Command("go", "build", "-o", sweeperBin, "../../sweeper").CombinedOutput()
+		if err != nil {
+			sweeperBuildErr = fmt.Errorf("go build ./sweeper: %w\n%s", err, out)
+		}
+	})
+	if sweeperBuildErr != nil {
+		e.t.Fatal(sweeperBuildErr)
+	}
+	cmd := exec.Command(sweeperBin, append([]string{"--ledger", e.ledgerPath}, args...)...)
+	cmd.Env = append(os.Environ(), "EVENTACCESS_CONNECTION_MAIN="+e.connURL)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		code = exitErr.ExitCode()
+	case err != nil:
+		e.t.Fatalf("running the sweeper: %v", err)
+	}
+	if u, _ := url.Parse(e.connURL); u != nil {
+		if pw, ok := u.User.Password(); ok && (strings.Contains(stdout.String(), pw) || strings.Contains(stderr.String(), pw)) {
+			e.t.Fatal("the sweeper printed the connection password")
+		}
+	}
+	var rep sweep.Report
+	if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
+		e.t.Fatalf("sweeper %v: exit %d, report is not JSON: %v\nstdout:\n%s\nstderr:\n%s", args, code, err, stdout.String(), stderr.String())
+	}
+	return &rep, code
 }
 
 func TestAccGrant_extendShortenRenew(t *testing.T) {

@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 		// Unit tests only: the acceptance tests skip themselves (terraform-plugin-testing's rule).
 		os.Exit(m.Run())
 	}
-	os.Exit(pgtest.RunMain(m, func(s *pgtest.Server) { pg = s }))
+	code := pgtest.RunMain(m, func(s *pgtest.Server) { pg = s })
+	if sweeperBin != "" {
+		_ = os.RemoveAll(filepath.Dir(sweeperBin))
+	}
+	os.Exit(code)
 }
 
 // accEnv is one acceptance test's world: a fake clock, its own ledger file,
