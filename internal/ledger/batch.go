@@ -100,13 +100,7 @@ func (s *SQLiteStore) UpdateMany(ctx context.Context, gs []*grant.Grant, entries
 	}
 	written := make([]bool, len(gs))
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		upd, err := tx.PrepareContext(ctx, `UPDATE grants SET owner = ?, justification = ?, event_id = ?, event_kind = ?,
-			event_url = ?, target_kind = ?, target_json = ?, target_key = ?, connection = ?, adopt_existing = ?,
-			requested = ?, granted_at = ?, expires_at = ?, status = ?, end_reason = ?, ended_at = ?,
-			revoked_by = ?, verified_at = ?, drift = ?, revoke_attempts = ?, last_error = ?,
-			next_attempt_at = ?, kept_by = ?, event_closed = ?, version = version + 1,
-			claim_token = NULL, claim_until = NULL
-			WHERE id = ? AND version = ?`)
+		upd, err := tx.PrepareContext(ctx, updateGrantSQL)
 		if err != nil {
 			return err
 		}

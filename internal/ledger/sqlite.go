@@ -403,6 +403,17 @@ func notFoundOrConflict(ctx context.Context, tx *sql.Tx, id string, version int6
 	}
 }
 
+// updateGrantSQL writes every field of a grant (grantValues without the id,
+// then event_closed), if its version is still the one read, and releases any
+// claim: the writer either holds the claim or read the grant after it.
+const updateGrantSQL = `UPDATE grants SET owner = ?, justification = ?, event_id = ?, event_kind = ?,
+	event_url = ?, target_kind = ?, target_json = ?, target_key = ?, connection = ?, adopt_existing = ?,
+	requested = ?, granted_at = ?, expires_at = ?, status = ?, end_reason = ?, ended_at = ?,
+	revoked_by = ?, verified_at = ?, drift = ?, revoke_attempts = ?, last_error = ?,
+	next_attempt_at = ?, kept_by = ?, event_closed = ?, version = version + 1,
+	claim_token = NULL, claim_until = NULL
+	WHERE id = ? AND version = ?`
+
 // UpdateGrant writes g if the stored version is still g.Version, appends the
 // entries (GrantID defaults to g.ID), and increments g.Version. It returns
 // ErrConflict if the grant changed, ErrNotFound if it does not exist. The write
@@ -434,13 +445,7 @@ func (s *SQLiteStore) UpdateGrant(ctx context.Context, g *grant.Grant, entries .
 			return err
 		}
 		args := append(vals[1:], closed, g.ID, g.Version)
-		res, err := tx.ExecContext(ctx, `UPDATE grants SET owner = ?, justification = ?, event_id = ?, event_kind = ?,
-			event_url = ?, target_kind = ?, target_json = ?, target_key = ?, connection = ?, adopt_existing = ?,
-			requested = ?, granted_at = ?, expires_at = ?, status = ?, end_reason = ?, ended_at = ?,
-			revoked_by = ?, verified_at = ?, drift = ?, revoke_attempts = ?, last_error = ?,
-			next_attempt_at = ?, kept_by = ?, event_closed = ?, version = version + 1,
-			claim_token = NULL, claim_until = NULL
-			WHERE id = ? AND version = ?`, args...)
+		res, err := tx.ExecContext(ctx, updateGrantSQL, args...)
 		if err != nil {
 			return err
 		}

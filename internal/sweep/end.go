@@ -175,17 +175,8 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 	// grant still justifies it; among the grants ending now, the last revokes
 	// and the others are recorded as kept by it.
 	var revokers []*result
-	byKey := map[string][]*result{}
-	var keys []string
-	for _, r := range claimed {
-		k := r.g.TargetKey()
-		if _, ok := byKey[k]; !ok {
-			keys = append(keys, k)
-		}
-		byKey[k] = append(byKey[k], r)
-	}
-	for _, k := range keys {
-		group := byKey[k]
+	for _, group := range groupByKey(claimed, func(r *result) string { return r.g.TargetKey() }) {
+		k := group[0].g.TargetKey()
 		keeper, err := s.keeper(ctx, k, group)
 		if err != nil {
 			for _, r := range group {
@@ -494,4 +485,22 @@ func redact(s string) string {
 	s = reURLUserinfo.ReplaceAllString(s, "${1}<redacted>@")
 	s = rePassword.ReplaceAllString(s, "${1}${2}<redacted>")
 	return s
+}
+
+// groupByKey splits items into groups of equal key, in the order each key
+// first appears.
+func groupByKey[T any](items []T, key func(T) string) [][]T {
+	index := map[string]int{}
+	var groups [][]T
+	for _, it := range items {
+		k := key(it)
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], it)
+	}
+	return groups
 }

@@ -163,17 +163,8 @@ func (s *session) reportResult(r *result, rep *Report) {
 // planEnd reports what ending ws would do: revoke, or keep when another grant
 // still holds the permission.
 func (s *session) planEnd(ctx context.Context, ws []work, rep *Report) error {
-	byKey := map[string][]work{}
-	var keys []string
-	for _, w := range ws {
-		k := w.g.TargetKey()
-		if _, ok := byKey[k]; !ok {
-			keys = append(keys, k)
-		}
-		byKey[k] = append(byKey[k], w)
-	}
-	for _, k := range keys {
-		group := byKey[k]
+	for _, group := range groupByKey(ws, func(w work) string { return w.g.TargetKey() }) {
+		k := group[0].g.TargetKey()
 		rs := make([]*result, len(group))
 		for i, w := range group {
 			rs[i] = &result{work: w}

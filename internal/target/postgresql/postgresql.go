@@ -310,25 +310,33 @@ func (d *Driver) Check(ctx context.Context, t grant.Target) error {
 	return notFound(c.name, p, roleOK, memberOK)
 }
 
+// inspectOne resolves t's connection and reads its membership from the catalog.
+func (d *Driver) inspectOne(ctx context.Context, t grant.Target) (grant.PostgreSQLTarget, *conn, row, error) {
+	p, err := spec(t)
+	if err != nil {
+		return p, nil, row{}, err
+	}
+	c, err := d.conn(p.Connection)
+	if err != nil {
+		return p, nil, row{}, err
+	}
+	rows, err := c.inspect(ctx, []grant.PostgreSQLTarget{p})
+	if err != nil {
+		return p, c, row{}, err
+	}
+	return p, c, rows[0], nil
+}
+
 // Grant applies the membership. It is idempotent: when the member already holds
 // the role (with the admin option, if declared) nothing is executed, so an
 // admin option the member holds but the spec does not declare is left alone
 // (Inspect reports it as widened). Missing roles give an error wrapping
 // target.ErrNotFound.
 func (d *Driver) Grant(ctx context.Context, t grant.Target) error {
-	p, err := spec(t)
+	p, c, r, err := d.inspectOne(ctx, t)
 	if err != nil {
 		return err
 	}
-	c, err := d.conn(p.Connection)
-	if err != nil {
-		return err
-	}
-	rows, err := c.inspect(ctx, []grant.PostgreSQLTarget{p})
-	if err != nil {
-		return err
-	}
-	r := rows[0]
 	if err := notFound(c.name, p, r.roleExists, r.memberExists); err != nil {
 		return err
 	}
@@ -390,19 +398,10 @@ func (c *conn) terminate(ctx context.Context, members []string) error {
 // membership was already gone (a session that ran SET ROLE keeps the
 // privilege until it ends, and a revoke interrupted earlier must finish).
 func (d *Driver) Revoke(ctx context.Context, t grant.Target) error {
-	p, err := spec(t)
+	p, c, r, err := d.inspectOne(ctx, t)
 	if err != nil {
 		return err
 	}
-	c, err := d.conn(p.Connection)
-	if err != nil {
-		return err
-	}
-	rows, err := c.inspect(ctx, []grant.PostgreSQLTarget{p})
-	if err != nil {
-		return err
-	}
-	r := rows[0]
 	if r.found {
 		mg, err := c.isMultiGrantor(ctx)
 		if err != nil {
@@ -466,17 +465,9 @@ func observe(conn string, p grant.PostgreSQLTarget, r row) target.Observation {
 // or the member does not exist), Present, or Widened (ADMIN OPTION held but not
 // declared). CheckedAt is left zero for the caller to stamp.
 func (d *Driver) Inspect(ctx context.Context, t grant.Target) (target.Observation, error) {
-	p, err := spec(t)
+	p, c, r, err := d.inspectOne(ctx, t)
 	if err != nil {
 		return target.Observation{}, err
 	}
-	c, err := d.conn(p.Connection)
-	if err != nil {
-		return target.Observation{}, err
-	}
-	rows, err := c.inspect(ctx, []grant.PostgreSQLTarget{p})
-	if err != nil {
-		return target.Observation{}, err
-	}
-	return observe(c.name, p, rows[0]), nil
+	return observe(c.name, p, r), nil
 }
