@@ -202,8 +202,10 @@ func (r *grantResource) planUpdate(ctx context.Context, plan, state *grantModel,
 		plan.Status = types.StringValue(string(grant.StatusActive))
 		plan.EndReason, plan.EndedAt, plan.RevokedBy = types.StringNull(), timetypes.NewRFC3339Null(), types.StringNull()
 		plan.RevokeAttempts, plan.LastError = types.Int64Value(0), types.StringNull()
-		if status.Ended() || state.Drift.ValueString() == string(grant.DriftMissing) {
+		if status.Ended() {
 			plan.GrantedAt = timetypes.NewRFC3339Unknown()
+		}
+		if status.Ended() || state.Drift.ValueString() == string(grant.DriftMissing) {
 			plan.VerifiedAt = timetypes.NewRFC3339Unknown()
 			plan.Drift = types.StringUnknown()
 		}

@@ -530,7 +530,8 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 		}
 		tflog.Info(ctx, "expired grant revoked at apply", map[string]any{"end_reason": string(reason)})
 	case plannedStatus == grant.StatusActive && !plannedExpiry.Equal(g.ExpiresAt):
-		resp.Diagnostics.Append(r.renew(ctx, g, plannedExpiry, now)...)
+		missing := state.Drift.ValueString() == string(grant.DriftMissing)
+		resp.Diagnostics.Append(r.renew(ctx, g, plannedExpiry, now, missing)...)
 		if resp.Diagnostics.HasError() {
 			return
 		}
@@ -562,8 +563,9 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 }
 
 // renew moves the expiry of g: an extension (or shortening) while it holds, or
-// a renewal that grants it again once ended.
-func (r *grantResource) renew(ctx context.Context, g *grant.Grant, expiresAt, now time.Time) []diagError {
+// a renewal that grants it again once ended. A holding grant whose permission
+// is missing at the target is granted again too.
+func (r *grantResource) renew(ctx context.Context, g *grant.Grant, expiresAt, now time.Time, missing bool) []diagError {
 	if d := r.eventClosed(ctx, g); d != nil {
 		return d
 	}
@@ -577,10 +579,11 @@ func (r *grantResource) renew(ctx context.Context, g *grant.Grant, expiresAt, no
 		entry = ledger.EntryShortened
 	}
 	var obs target.Observation
-	if wasEnded || !g.Status.Holds() || old.Before(now) || !old.After(now) {
-		entry = ledger.EntryRenewed
+	if wasEnded || !old.After(now) {
+		entry = ledger.EntryRenewed // a new period, not a longer one
 	}
-	if wasEnded {
+	regrant := wasEnded || missing
+	if regrant {
 		mode, diags := r.preflight(ctx, g)
 		if len(diags) > 0 {
 			return diags
@@ -589,7 +592,9 @@ func (r *grantResource) renew(ctx context.Context, g *grant.Grant, expiresAt, no
 		if obs, err = r.apply(ctx, g, mode); err != nil {
 			return diagErrors(path.Empty(), "Cannot renew the grant", err.Error())
 		}
-		g.GrantedAt = now
+		if wasEnded {
+			g.GrantedAt = now
+		}
 		g.VerifiedAt = now
 	}
 	if err := g.Renew(expiresAt); err != nil {
@@ -597,7 +602,7 @@ func (r *grantResource) renew(ctx context.Context, g *grant.Grant, expiresAt, no
 	}
 	detail := fmt.Sprintf("expiry %s -> %s", old.Format(time.RFC3339), expiresAt.Format(time.RFC3339))
 	entries := []ledger.Entry{{Type: entry, At: now, Actor: grant.ActorTerraform, Detail: detail}}
-	if wasEnded {
+	if regrant {
 		entries = append(entries, ledger.Entry{Type: ledger.EntryVerified, At: now, Actor: grant.ActorTerraform, Detail: obs.Evidence})
 	}
 	if err := r.data.ledger.UpdateGrant(ctx, g, entries...); err != nil {

@@ -859,3 +859,47 @@ func TestAccGrant_terminateSessionsOnDestroy(t *testing.T) {
 		},
 	})
 }
+
+func TestAccGrant_extendWhileMissingRestores(t *testing.T) {
+	e := newAccEnv(t)
+	role, member := e.name("ext_rw"), e.name("ext_bot")
+	e.createRole(role, false)
+	e.createRole(member, true)
+	addr := "eventaccess_grant.test"
+	cfg := func(d string) string { return e.config(grantCfg{name: "test", role: role, member: member, duration: d}) }
+	var id string
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkDestroyed([2]string{role, member}),
+		Steps: []resource.TestStep{
+			{Config: cfg("2h"), Check: func(s *terraform.State) error {
+				id = s.RootModule().Resources[addr].Primary.ID
+				return nil
+			}},
+			{
+				// Revoked by hand, then extended: the extension puts the access back too.
+				PreConfig: func() { e.exec(fmt.Sprintf(`REVOKE %q FROM %q`, role, member)) },
+				Config:    cfg("4h"),
+				ConfigStateChecks: []statecheck.StateCheck{
+					stateValue(addr, "drift", knownvalue.Null()),
+					stateValue(addr, "status", knownvalue.StringExact("active")),
+					stateValue(addr, "granted_at", knownvalue.StringExact(e.clock.Now().Format(time.RFC3339))),
+					stateValue(addr, "expires_at", knownvalue.StringExact(e.clock.Now().Add(4*time.Hour).Format(time.RFC3339))),
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					func(*terraform.State) error { return e.expectSetRole(member, role, true)() },
+					func(*terraform.State) error {
+						h, err := e.history(id)
+						if err != nil {
+							return err
+						}
+						if countOf(h, "extended") != 1 || countOf(h, "verified") != 2 {
+							return fmt.Errorf("history %v: want one extended and a second verified", h)
+						}
+						return nil
+					},
+				),
+			},
+		},
+	})
+}
