@@ -866,7 +866,9 @@ func TestAccGrant_extendWhileMissingRestores(t *testing.T) {
 	e.createRole(role, false)
 	e.createRole(member, true)
 	addr := "eventaccess_grant.test"
-	cfg := func(d string) string { return e.config(grantCfg{name: "test", role: role, member: member, duration: d}) }
+	cfg := func(d string) string {
+		return e.config(grantCfg{name: "test", role: role, member: member, duration: d})
+	}
 	var id string
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: e.factories(),
