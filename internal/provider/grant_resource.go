@@ -350,9 +350,12 @@ func (r *grantResource) preflight(ctx context.Context, g *grant.Grant) (grantMod
 	return modeGrant, nil
 }
 
-// apply makes the target hold g's permission (unless shared or adopted) and verifies it.
+// apply makes the target hold g's permission and verifies it. An adopted
+// permission is only verified. A shared one is granted too (GRANT is
+// idempotent): the other holder may be a grant created in the same apply that
+// is recorded but not yet applied.
 func (r *grantResource) apply(ctx context.Context, g *grant.Grant, mode grantMode) (target.Observation, error) {
-	if mode == modeGrant {
+	if mode != modeAdopt {
 		if err := r.data.targets.Grant(ctx, g.Target); err != nil {
 			return target.Observation{}, fmt.Errorf("granting %s: %w", g.Target, err)
 		}
