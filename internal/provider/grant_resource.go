@@ -438,7 +438,13 @@ func (r *grantResource) observe(ctx context.Context, g *grant.Grant) (grant.Drif
 		case !obs.Holds():
 			return grant.DriftMissing, obs, nil
 		case obs.State == target.Widened && !g.Target.PostgreSQL.WithAdminOption:
-			return grant.DriftWidened, obs, nil
+			declared, err := r.adminDeclaredByOthers(ctx, g)
+			if err != nil {
+				return grant.DriftNone, obs, err
+			}
+			if !declared {
+				return grant.DriftWidened, obs, nil
+			}
 		}
 	case g.Status.Ended() && obs.Holds():
 		holders, err := r.data.ledger.Holders(ctx, g.TargetKey(), g.ID)
@@ -450,6 +456,25 @@ func (r *grantResource) observe(ctx context.Context, g *grant.Grant) (grant.Drif
 		}
 	}
 	return grant.DriftNone, obs, nil
+}
+
+// adminDeclaredByOthers reports whether another grant that holds g's
+// permission declares ADMIN OPTION (then the option is not drift).
+func (r *grantResource) adminDeclaredByOthers(ctx context.Context, g *grant.Grant) (bool, error) {
+	ids, err := r.data.ledger.Holders(ctx, g.TargetKey(), g.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range ids {
+		h, err := r.data.ledger.GetGrant(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if p := h.Target.PostgreSQL; p != nil && p.WithAdminOption {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {

@@ -905,3 +905,40 @@ func TestAccGrant_extendWhileMissingRestores(t *testing.T) {
 		},
 	})
 }
+
+func TestAccGrant_overlapWithAdminOptionIsNotDrift(t *testing.T) {
+	e := newAccEnv(t)
+	role, member := e.name("mixed_rw"), e.name("mixed_bot")
+	e.createRole(role, false)
+	e.createRole(member, true)
+	cfg := e.config(
+		grantCfg{name: "plain", role: role, member: member, duration: "24h", eventID: "INC-1"},
+		grantCfg{name: "admin", role: role, member: member, duration: "24h", eventID: "INC-2", admin: true},
+	)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkDestroyed([2]string{role, member}),
+		Steps: []resource.TestStep{
+			{Config: cfg},
+			{
+				// The ADMIN OPTION one grant declares is not drift for the other.
+				PreConfig: func() {
+					rep, err := e.sweeper(e.clock.Now())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(rep.Revoked)+len(rep.Kept)+len(rep.Drift)+len(rep.Failed) != 0 {
+						t.Fatalf("sweep acted on overlapping grants that differ only by admin option: %+v", rep)
+					}
+				},
+				Config:           cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					stateValue("eventaccess_grant.plain", "drift", knownvalue.Null()),
+					stateValue("eventaccess_grant.plain", "status", knownvalue.StringExact("active")),
+					stateValue("eventaccess_grant.admin", "status", knownvalue.StringExact("active")),
+				},
+			},
+		},
+	})
+}

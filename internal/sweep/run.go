@@ -246,6 +246,14 @@ func (s *session) sweepDrift(ctx context.Context, rep *Report, dry bool) error {
 			active = append(active, g)
 		}
 	}
+	// A membership held WITH ADMIN OPTION is only wider than declared when no
+	// active grant of the same permission declares the option.
+	adminDeclared := map[string]bool{}
+	for _, g := range active {
+		if p := g.Target.PostgreSQL; p != nil && p.WithAdminOption {
+			adminDeclared[g.TargetKey()] = true
+		}
+	}
 	rep.Counts.Inspected += len(active)
 	obs, errs := s.inspect(ctx, active)
 	var ws []work
@@ -255,7 +263,7 @@ func (s *session) sweepDrift(ctx context.Context, rep *Report, dry bool) error {
 			it := itemOf(g, ActionNone)
 			it.Error = redact(fmt.Sprintf("could not inspect %s for drift: %v", g.Target, errs[i]))
 			rep.Failed = append(rep.Failed, it)
-		case obs[i].State == target.Widened:
+		case obs[i].State == target.Widened && !adminDeclared[g.TargetKey()]:
 			ws = append(ws, work{g: g, reason: grant.ReasonDrift, drift: grant.DriftWidened,
 				detail: "widened: the member holds more than the grant declares (" + obs[i].Evidence + "); revoked whole"})
 		case obs[i].State == target.Absent:
