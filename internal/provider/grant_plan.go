@@ -24,6 +24,20 @@ var objectAsOptions = basetypes.ObjectAsOptions{}
 
 type diagError = diag.Diagnostic
 
+// ledgerErr is the error diagnostic for a failed ledger read or write; op is
+// "read" or "update".
+func (r *grantResource) ledgerErr(op, id string, err error) diagError {
+	what := "the ledger " + r.data.ledgerName
+	if id != "" {
+		what = "grant " + id + " in " + what
+	}
+	detail := fmt.Sprintf("Could not %s %s: %s", op, what, err)
+	if errors.Is(err, ledger.ErrConflict) {
+		detail += "\nAnother process (a sweeper run, or another terraform) changed it meanwhile: run the command again."
+	}
+	return diag.NewErrorDiagnostic("Cannot "+op+" the ledger", detail)
+}
+
 func diagErrors(p path.Path, summary, detail string) []diagError {
 	if p.Equal(path.Empty()) {
 		return []diagError{diag.NewErrorDiagnostic(summary, detail)}
@@ -118,7 +132,7 @@ func (r *grantResource) planCreate(ctx context.Context, plan *grantModel, now ti
 				"justifies this access now.", ev.ID, ev.ClosedAt.Format(time.RFC3339), ev.CloseReason))
 		return
 	} else if err != nil && !errors.Is(err, ledger.ErrNotFound) {
-		resp.Diagnostics.AddError("Cannot read the ledger", fmt.Sprintf("Reading %s failed: %s", r.data.ledgerName, err))
+		resp.Diagnostics.Append(r.ledgerErr("read", "", err))
 		return
 	}
 	_, ds := r.preflight(ctx, g)
@@ -173,7 +187,7 @@ func (r *grantResource) planUpdate(ctx context.Context, plan, state *grantModel,
 	if ev, err := r.data.ledger.GetEvent(ctx, r.eventID(ctx, state)); err == nil && !ev.Open {
 		closed, closedAt = true, ev.ClosedAt
 	} else if err != nil && !errors.Is(err, ledger.ErrNotFound) {
-		resp.Diagnostics.AddError("Cannot read the ledger", fmt.Sprintf("Reading %s failed: %s", r.data.ledgerName, err))
+		resp.Diagnostics.Append(r.ledgerErr("read", "", err))
 		return
 	}
 

@@ -329,7 +329,7 @@ func (r *grantResource) preflight(ctx context.Context, g *grant.Grant) (grantMod
 	}
 	holders, err := r.data.ledger.Holders(ctx, g.TargetKey(), g.ID)
 	if err != nil {
-		return "", diagErrors(path.Empty(), "Cannot read the ledger", fmt.Sprintf("Reading %s failed: %s", r.data.ledgerName, err))
+		return "", []diagError{r.ledgerErr("read", "", err)}
 	}
 	if len(holders) > 0 {
 		return modeShared, nil
@@ -406,7 +406,7 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		return
 	}
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the ledger", fmt.Sprintf("Reading grant %s from %s failed: %s", id, r.data.ledgerName, err))
+		resp.Diagnostics.Append(r.ledgerErr("read", id, err))
 		return
 	}
 	ctx = tflog.SetField(ctx, "grant_id", g.ID)
@@ -488,7 +488,7 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	ctx = tflog.SetField(ctx, "grant_id", id)
 	g, err := r.data.ledger.GetGrant(ctx, id)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the ledger", fmt.Sprintf("Reading grant %s from %s failed: %s", id, r.data.ledgerName, err))
+		resp.Diagnostics.Append(r.ledgerErr("read", id, err))
 		return
 	}
 	declared, diags := plan.toGrant(ctx)
@@ -533,7 +533,7 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	g.Requested = declared.Requested
 	if len(changes) > 0 {
 		if err := r.data.ledger.UpdateGrant(ctx, g, ledger.Entry{Type: ledger.EntryUpdated, At: now, Actor: grant.ActorTerraform, Detail: strings.Join(changes, "; ")}); err != nil {
-			resp.Diagnostics.AddError("Cannot update the ledger", fmt.Sprintf("Updating grant %s in %s failed: %s", id, r.data.ledgerName, err))
+			resp.Diagnostics.Append(r.ledgerErr("update", id, err))
 			return
 		}
 	}
@@ -571,14 +571,14 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	case len(changes) == 0:
 		// Nothing to record (e.g. a duration written differently): release the claim.
 		if err := r.data.ledger.UpdateGrant(ctx, g); err != nil {
-			resp.Diagnostics.AddError("Cannot update the ledger", fmt.Sprintf("Updating grant %s in %s failed: %s", id, r.data.ledgerName, err))
+			resp.Diagnostics.Append(r.ledgerErr("update", id, err))
 			return
 		}
 	}
 
 	g, err = r.data.ledger.GetGrant(ctx, id)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the ledger", fmt.Sprintf("Reading grant %s from %s failed: %s", id, r.data.ledgerName, err))
+		resp.Diagnostics.Append(r.ledgerErr("read", id, err))
 		return
 	}
 	drift, _, err := r.observe(ctx, g)
@@ -634,7 +634,7 @@ func (r *grantResource) renew(ctx context.Context, g *grant.Grant, expiresAt, no
 		entries = append(entries, ledger.Entry{Type: ledger.EntryVerified, At: now, Actor: grant.ActorTerraform, Detail: obs.Evidence})
 	}
 	if err := r.data.ledger.UpdateGrant(ctx, g, entries...); err != nil {
-		return diagErrors(path.Empty(), "Cannot update the ledger", err.Error())
+		return []diagError{r.ledgerErr("update", g.ID, err)}
 	}
 	tflog.Info(ctx, "grant "+string(entry), map[string]any{"expires_at": expiresAt.Format(time.RFC3339)})
 	return nil
@@ -652,7 +652,7 @@ func (r *grantResource) restore(ctx context.Context, g *grant.Grant, now time.Ti
 		ledger.Entry{Type: ledger.EntryRestored, At: now, Actor: grant.ActorTerraform, Detail: "permission was missing at the target; granted again"},
 		ledger.Entry{Type: ledger.EntryVerified, At: now, Actor: grant.ActorTerraform, Detail: obs.Evidence},
 	); err != nil {
-		return diagErrors(path.Empty(), "Cannot update the ledger", err.Error())
+		return []diagError{r.ledgerErr("update", g.ID, err)}
 	}
 	return nil
 }
@@ -664,7 +664,7 @@ func (r *grantResource) eventClosed(ctx context.Context, g *grant.Grant) []diagE
 		return nil
 	}
 	if err != nil {
-		return diagErrors(path.Empty(), "Cannot read the ledger", err.Error())
+		return []diagError{r.ledgerErr("read", g.ID, err)}
 	}
 	if !ev.Open || g.EndReason == grant.ReasonEventClosed {
 		return diagErrors(path.Root("event").AtName("id"), "Event is closed",
@@ -689,7 +689,7 @@ func (r *grantResource) Delete(ctx context.Context, req resource.DeleteRequest, 
 		return
 	}
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the ledger", fmt.Sprintf("Reading grant %s from %s failed: %s", id, r.data.ledgerName, err))
+		resp.Diagnostics.Append(r.ledgerErr("read", id, err))
 		return
 	}
 	if !g.Status.Holds() {

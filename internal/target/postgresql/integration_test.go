@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -542,4 +543,63 @@ func TestSimpleProtocolURL(t *testing.T) {
 		}
 	}
 	mustState(t, d, spec, target.Absent)
+}
+
+// Two grants of one permission applied at the same moment (terraform applies
+// resources in parallel) both succeed: the loser of the catalog race finds the
+// membership there and is done.
+func TestConcurrentGrantsOfOneMembership(t *testing.T) {
+	ctx := testCtx(t)
+	r, m := role(t, "race_role", false), role(t, "race_member", false)
+	drivers := []*Driver{driver(t), driver(t), driver(t), driver(t)}
+	for round := 0; round < 15; round++ {
+		var wg sync.WaitGroup
+		errs := make([]error, len(drivers))
+		for i, d := range drivers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = d.Grant(ctx, pg(r, m))
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, driver %d: concurrent grant failed: %v", round, i, err)
+			}
+		}
+		mustState(t, drivers[0], pg(r, m), target.Present)
+		if err := drivers[0].Revoke(ctx, pg(r, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Two revokes of one membership at the same moment (two sweepers, or a
+// sweeper and terraform destroy) both succeed: absent is success.
+func TestConcurrentRevokesOfOneMembership(t *testing.T) {
+	ctx := testCtx(t)
+	r, m := role(t, "race_role", false), role(t, "race_member", false)
+	drivers := []*Driver{driver(t), driver(t), driver(t), driver(t)}
+	for round := 0; round < 15; round++ {
+		if err := drivers[0].Grant(ctx, pg(r, m)); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(drivers))
+		for i, d := range drivers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = d.Revoke(ctx, pg(r, m))
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, driver %d: concurrent revoke failed: %v", round, i, err)
+			}
+		}
+		mustState(t, drivers[0], pg(r, m), target.Absent)
+	}
 }

@@ -345,8 +345,28 @@ func (d *Driver) Grant(ctx context.Context, t grant.Target) error {
 	}
 	return c.do(ctx, fmt.Sprintf("grant role %q to %q", p.Role, p.Member), func(ctx context.Context) error {
 		_, err := c.pool.Exec(ctx, GrantSQL(p))
+		if isConcurrentCatalogChange(err) {
+			// Another session granted the same membership at the same moment
+			// (two grants for one permission applied at once): if the
+			// membership is there now, the GRANT did what it had to.
+			rows, ierr := c.inspect(ctx, []grant.PostgreSQLTarget{p})
+			if ierr == nil && rows[0].found && (rows[0].admin || !p.WithAdminOption) {
+				return nil
+			}
+		}
 		return err
 	})
+}
+
+// isConcurrentCatalogChange reports a failure caused by another session
+// changing the same catalog row at the same time: a unique violation on
+// pg_auth_members, or "tuple concurrently updated".
+func isConcurrentCatalogChange(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == "23505" || (pgErr.Code == "XX000" && strings.Contains(pgErr.Message, "concurrently"))
 }
 
 // revokeStatements are the statements that remove a membership seen as r.
@@ -408,7 +428,14 @@ func (d *Driver) Revoke(ctx context.Context, t grant.Target) error {
 			return err
 		}
 		if err := c.revokeOne(ctx, p, revokeStatements(p, r, mg)); err != nil {
-			return err
+			// Another session revoked it at the same moment: absent is success.
+			if !isConcurrentCatalogChange(err) {
+				return err
+			}
+			rows, ierr := c.inspect(ctx, []grant.PostgreSQLTarget{p})
+			if ierr != nil || rows[0].found {
+				return err
+			}
 		}
 	}
 	if p.TerminateSessions && r.memberExists {
