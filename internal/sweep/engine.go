@@ -211,6 +211,27 @@ func (e *Engine) End(ctx context.Context, g *grant.Grant, reason grant.EndReason
 		return Outcome{}, fmt.Errorf("sweep: ending grant %s needs a reason (expired, event_closed, destroyed, drift or manual)", g.ID)
 	}
 	s := e.newSession()
+	// A grant that still justifies its permission is first recorded as due.
+	// Two grants of one permission ended at the same moment (terraform destroys
+	// resources in parallel) would otherwise each see the other as the holder
+	// that keeps the access, and neither would revoke it. Each one marks itself
+	// due before it looks for a keeper, so whichever looks last revokes.
+	ok, err := s.justifies(ctx, g)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if ok {
+		if err := g.MarkDue(reason); err != nil {
+			return Outcome{}, err
+		}
+		entry := ledger.Entry{GrantID: g.ID, Type: ledger.EntryDue, At: s.now, Actor: actor, Detail: "ending: " + string(reason)}
+		if err := e.Ledger.UpdateGrant(ctx, g, entry); err != nil {
+			if errors.Is(err, ledger.ErrConflict) {
+				return Outcome{}, fmt.Errorf("grant %s was changed by another process since it was read; read it again and retry: %w", g.ID, err)
+			}
+			return Outcome{}, ledgerError{fmt.Errorf("recording grant %s as due: %w", g.ID, err)}
+		}
+	}
 	res := s.endMany(ctx, []work{{g: g, reason: reason}}, actor)
 	if len(res) != 1 {
 		return Outcome{}, fmt.Errorf("sweep: internal error: ending grant %s produced %d results", g.ID, len(res))

@@ -569,3 +569,43 @@ func TestRunUsesBatchStore(t *testing.T) {
 		t.Fatal("a grant claimed elsewhere was ended")
 	}
 }
+
+// Two grants of one permission ended at the same moment (terraform destroys
+// resources in parallel, each with its own ledger handle): the permission must
+// not survive because each saw the other as the holder that keeps it.
+func TestConcurrentEndOfOverlappingGrants(t *testing.T) {
+	f := newFixture(t)
+	other, err := ledger.Open(f.ctx, f.dsn) // a second process's handle
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	engines := []*Engine{f.eng, {Ledger: other, Target: f.tgt, Clock: f.clk}}
+	for round := 0; round < 20; round++ {
+		role := fmt.Sprintf("shared_%d", round)
+		gs := []*grant.Grant{f.create(grantOpts{role: role, event: "INC-1"}), f.create(grantOpts{role: role, event: "INC-2"})}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range gs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = engines[i].End(f.ctx, gs[i], grant.ReasonDestroyed, grant.ActorTerraform)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: End %d: %v", round, i, err)
+			}
+		}
+		if st := f.tgt.stateOf(gs[0].TargetKey()); st != target.Absent {
+			t.Fatalf("round %d: both overlapping grants ended, but the permission is %s at the target", round, st)
+		}
+		for _, g := range gs {
+			if got := f.get(g.ID); got.Status != grant.StatusRevoked {
+				t.Fatalf("round %d: grant %s is %s", round, g.ID, got.Status)
+			}
+		}
+	}
+}

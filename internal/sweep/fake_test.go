@@ -255,3 +255,13 @@ func ids(items []Item) []string {
 	}
 	return out
 }
+
+// stateOf is what the fake target holds for a key.
+func (f *fakeTarget) stateOf(key string) target.State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.state[key]; ok {
+		return st
+	}
+	return target.Absent
+}
