@@ -38,7 +38,8 @@ const (
 	EntryRevokeAttempted EntryType = "revoke_attempted"
 	EntryRevokeFailed    EntryType = "revoke_failed"
 	EntryRevoked         EntryType = "revoked"
-	EntryKept            EntryType = "kept" // ended, but another grant still holds the permission
+	EntryKept            EntryType = "kept"     // ended, but another grant still holds the permission
+	EntryNarrowed        EntryType = "narrowed" // ended; only the wider form it declared (ADMIN OPTION) was removed
 	EntryDriftDetected   EntryType = "drift_detected"
 	EntryRestored        EntryType = "restored" // missing permission put back by terraform
 	EntryIrrevocable     EntryType = "irrevocable"

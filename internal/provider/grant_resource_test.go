@@ -906,7 +906,7 @@ func TestAccGrant_extendWhileMissingRestores(t *testing.T) {
 	})
 }
 
-func TestAccGrant_overlapWithAdminOptionIsNotDrift(t *testing.T) {
+func TestAccGrant_overlapWithAdminOption(t *testing.T) {
 	e := newAccEnv(t)
 	role, member := e.name("mixed_rw"), e.name("mixed_bot")
 	e.createRole(role, false)
@@ -915,6 +915,7 @@ func TestAccGrant_overlapWithAdminOptionIsNotDrift(t *testing.T) {
 		grantCfg{name: "plain", role: role, member: member, duration: "24h", eventID: "INC-1"},
 		grantCfg{name: "admin", role: role, member: member, duration: "24h", eventID: "INC-2", admin: true},
 	)
+	plainOnly := e.config(grantCfg{name: "plain", role: role, member: member, duration: "24h", eventID: "INC-1"})
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: e.factories(),
 		CheckDestroy:             e.checkDestroyed([2]string{role, member}),
@@ -938,6 +939,38 @@ func TestAccGrant_overlapWithAdminOptionIsNotDrift(t *testing.T) {
 					stateValue("eventaccess_grant.plain", "status", knownvalue.StringExact("active")),
 					stateValue("eventaccess_grant.admin", "status", knownvalue.StringExact("active")),
 				},
+			},
+			{
+				// The grant that declared ADMIN OPTION ends: the option goes, the membership stays.
+				Config: plainOnly,
+				ConfigStateChecks: []statecheck.StateCheck{
+					stateValue("eventaccess_grant.plain", "drift", knownvalue.Null()),
+					stateValue("eventaccess_grant.plain", "status", knownvalue.StringExact("active")),
+				},
+				Check: func(*terraform.State) error {
+					found, admin, err := membership(role, member)
+					if err != nil {
+						return err
+					}
+					if !found || admin {
+						return fmt.Errorf("after the admin grant ended: membership %t, admin option %t; want the membership without the option", found, admin)
+					}
+					return e.expectSetRole(member, role, true)()
+				},
+			},
+			{
+				// And the sweeper leaves the remaining plain grant alone.
+				PreConfig: func() {
+					rep, err := e.sweeper(e.clock.Now())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(rep.Revoked)+len(rep.Kept)+len(rep.Drift)+len(rep.Failed) != 0 {
+						t.Fatalf("sweep acted on the remaining grant: %+v", rep)
+					}
+				},
+				Config:           plainOnly,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 			},
 		},
 	})

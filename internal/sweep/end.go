@@ -125,6 +125,7 @@ type result struct {
 	terminate bool // end the member's sessions on revoke (asked by a grant of the group)
 	touched   bool
 	keptBy    string
+	narrowed  bool // the admin option was removed; the membership kept for keptBy
 	evidence  string
 	err       error
 }
@@ -177,12 +178,28 @@ func (s *session) endMany(ctx context.Context, ws []work, actor grant.Actor) []*
 	var revokers []*result
 	for _, group := range groupByKey(claimed, func(r *result) string { return r.g.TargetKey() }) {
 		k := group[0].g.TargetKey()
-		keeper, err := s.keeper(ctx, k, group)
+		keepers, err := s.keepers(ctx, k, group, false)
 		if err != nil {
 			for _, r := range group {
 				r.err = err
 			}
 			continue
+		}
+		keeper := ""
+		if len(keepers) > 0 {
+			keeper = keepers[0].ID
+			// The grants ending now may be the only ones that declared ADMIN
+			// OPTION: the member must not keep it for the grants that remain.
+			wider, kept := false, false
+			for _, r := range group {
+				wider = wider || declaresAdmin(r.g)
+			}
+			for _, h := range keepers {
+				kept = kept || declaresAdmin(h)
+			}
+			if wider && !kept {
+				s.narrow(ctx, group, keepers[0])
+			}
 		}
 		if keeper == "" {
 			last := group[len(group)-1]
@@ -261,15 +278,26 @@ func (s *session) update(ctx context.Context, gs []*grant.Grant, entries [][]led
 // keeper returns the id of a grant outside group that still justifies the
 // permission with key k, or "".
 func (s *session) keeper(ctx context.Context, k string, group []*result) (string, error) {
+	ks, err := s.keepers(ctx, k, group, true)
+	if err != nil || len(ks) == 0 {
+		return "", err
+	}
+	return ks[0].ID, nil
+}
+
+// keepers returns the grants outside group that still justify the permission
+// with key k, ordered by id: all of them, or only the first when first is set.
+func (s *session) keepers(ctx context.Context, k string, group []*result, first bool) ([]*grant.Grant, error) {
 	ids, err := s.e.Ledger.Holders(ctx, k, "")
 	if err != nil {
-		return "", ledgerError{fmt.Errorf("reading the holders of %s from the ledger: %w", k, err)}
+		return nil, ledgerError{fmt.Errorf("reading the holders of %s from the ledger: %w", k, err)}
 	}
 	in := make(map[string]bool, len(group))
 	for _, r := range group {
 		in[r.g.ID] = true
 	}
 	sort.Strings(ids)
+	var out []*grant.Grant
 	for _, id := range ids {
 		if in[id] {
 			continue
@@ -279,17 +307,58 @@ func (s *session) keeper(ctx context.Context, k string, group []*result) (string
 			continue
 		}
 		if err != nil {
-			return "", ledgerError{fmt.Errorf("reading grant %s (a holder of %s) from the ledger: %w", id, k, err)}
+			return nil, ledgerError{fmt.Errorf("reading grant %s (a holder of %s) from the ledger: %w", id, k, err)}
 		}
 		ok, err := s.justifies(ctx, h)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		if ok {
-			return id, nil
+			out = append(out, h)
+			if first {
+				break
+			}
 		}
 	}
-	return "", nil
+	return out, nil
+}
+
+// declaresAdmin reports whether a grant declares the wider form of its
+// permission (PostgreSQL: WITH ADMIN OPTION).
+func declaresAdmin(g *grant.Grant) bool {
+	return g.Target.PostgreSQL != nil && g.Target.PostgreSQL.WithAdminOption
+}
+
+// narrow removes the admin option that ending grants of group declared, when
+// keeper, which keeps the permission, does not declare it; then verifies that
+// the target holds exactly what keeper declares. A failure fails the group's
+// grants (they are retried like a failed revoke).
+func (s *session) narrow(ctx context.Context, group []*result, keeper *grant.Grant) {
+	err := func() error {
+		n, ok := s.e.Target.(target.Narrower)
+		if !ok {
+			return fmt.Errorf("the target cannot remove the admin option of %s", keeper.Target)
+		}
+		if err := n.Narrow(ctx, keeper.Target); err != nil {
+			return fmt.Errorf("removing the admin option of %s: %w", keeper.Target, err)
+		}
+		obs, err := s.e.Target.Inspect(ctx, keeper.Target)
+		if err != nil {
+			return fmt.Errorf("verifying %s after removing the admin option: %w", keeper.Target, err)
+		}
+		if obs.State != target.Present {
+			return fmt.Errorf("after removing the admin option the target shows %s, want present without the option (%s)", obs.State, obs.Evidence)
+		}
+		for _, r := range group {
+			r.narrowed, r.touched, r.evidence = true, true, evidenceJSON(obs, s.now)
+		}
+		return nil
+	}()
+	if err != nil {
+		for _, r := range group {
+			r.err = err
+		}
+	}
 }
 
 // revokeSpec is the spec the revoker applies: its own, ending the member's
@@ -405,13 +474,19 @@ func (s *session) prepare(r *result, actor grant.Actor) (*grant.Grant, []ledger.
 		entries = append(entries, ledger.Entry{GrantID: ng.ID, Type: t, At: now, Actor: actor, Detail: detail})
 	}
 	switch {
-	case r.keptBy != "":
+	case r.keptBy != "" && r.err == nil:
 		if err := ng.MarkRevoked(r.reason, actor, now); err != nil {
 			return nil, nil, err
 		}
 		ng.KeptBy = r.keptBy
 		ng.Drift = grant.DriftNone
-		entry(ledger.EntryKept, fmt.Sprintf("ended (%s); the permission %s is still held by grant %s, so the target was not touched", r.reason, ng.TargetKey(), r.keptBy))
+		if r.narrowed {
+			ng.VerifiedAt = verifiedAt(r.evidence, now)
+			entry(ledger.EntryNarrowed, r.evidence)
+			entry(ledger.EntryKept, fmt.Sprintf("ended (%s); the permission %s is still held by grant %s: only the admin option this grant declared was removed", r.reason, ng.TargetKey(), r.keptBy))
+		} else {
+			entry(ledger.EntryKept, fmt.Sprintf("ended (%s); the permission %s is still held by grant %s, so the target was not touched", r.reason, ng.TargetKey(), r.keptBy))
+		}
 	case r.err == nil:
 		ng.RevokeAttempts++
 		if err := ng.MarkRevoked(r.reason, actor, now); err != nil {

@@ -609,3 +609,42 @@ func TestConcurrentEndOfOverlappingGrants(t *testing.T) {
 		}
 	}
 }
+
+// When the only grant that declared ADMIN OPTION ends and a plain grant keeps
+// the membership, the option goes and the membership stays.
+func TestEndNarrowsAdminOptionKeptByPlainGrant(t *testing.T) {
+	f := newFixture(t)
+	plain := f.create(grantOpts{role: "ops", event: "INC-1"})
+	admin := f.create(grantOpts{role: "ops", event: "INC-2", admin: true})
+	out, err := f.eng.End(f.ctx, admin, grant.ReasonDestroyed, grant.ActorTerraform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.KeptBy != plain.ID || f.tgt.narrows != 1 || f.tgt.stateOf(plain.TargetKey()) != target.Present {
+		t.Fatalf("kept_by %q, narrows %d, state %s; want kept by %s, one narrow, present", out.KeptBy, f.tgt.narrows, f.tgt.stateOf(plain.TargetKey()), plain.ID)
+	}
+	if c := f.count(admin.ID); c[ledger.EntryNarrowed] != 1 || c[ledger.EntryKept] != 1 || c[ledger.EntryRevoked] != 0 {
+		t.Fatalf("history %v", c)
+	}
+	// The other way round nothing is narrowed: the admin grant still declares the option.
+	f2 := newFixture(t)
+	plain2 := f2.create(grantOpts{role: "ops", event: "INC-1"})
+	f2.create(grantOpts{role: "ops", event: "INC-2", admin: true})
+	if _, err := f2.eng.End(f2.ctx, plain2, grant.ReasonDestroyed, grant.ActorTerraform); err != nil {
+		t.Fatal(err)
+	}
+	if f2.tgt.narrows != 0 {
+		t.Fatalf("narrowed while a grant that declares the option remains")
+	}
+	// A target that cannot be reached fails the end: retried later, not recorded as kept.
+	f3 := newFixture(t)
+	f3.create(grantOpts{role: "ops", event: "INC-1"})
+	admin3 := f3.create(grantOpts{role: "ops", event: "INC-2", admin: true})
+	f3.tgt.down["main"] = true
+	if _, err := f3.eng.End(f3.ctx, admin3, grant.ReasonDestroyed, grant.ActorTerraform); err == nil {
+		t.Fatal("End succeeded although the admin option could not be removed")
+	}
+	if g := f3.get(admin3.ID); g.Status != grant.StatusDue || g.RevokeAttempts != 1 {
+		t.Fatalf("after a failed narrow: status %s attempts %d, want due 1", g.Status, g.RevokeAttempts)
+	}
+}

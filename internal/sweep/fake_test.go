@@ -27,6 +27,7 @@ type fakeTarget struct {
 	grants       int
 	revokeCalls  int // RevokeMany calls (round trips)
 	inspectCalls int
+	narrows      int // Narrow calls
 }
 
 func newFakeTarget(clk clock.Clock) *fakeTarget {
@@ -265,3 +266,19 @@ func (f *fakeTarget) stateOf(key string) target.State {
 	}
 	return target.Absent
 }
+
+// Narrow removes a wider form: here, it counts and leaves the permission present.
+func (f *fakeTarget) Narrow(_ context.Context, spec grant.Target) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.unreachable(spec); err != nil {
+		return err
+	}
+	f.narrows++
+	if _, ok := f.state[spec.Key()]; ok {
+		f.state[spec.Key()] = target.Present
+	}
+	return nil
+}
+
+var _ target.Narrower = (*fakeTarget)(nil)

@@ -143,6 +143,9 @@ func (s *session) reportResult(r *result, rep *Report) {
 	case r.keptBy != "":
 		it = itemOf(r.g, ActionKeep)
 		it.Detail = fmt.Sprintf("still held by grant %s: target not touched", r.keptBy)
+		if r.narrowed {
+			it.Detail = fmt.Sprintf("still held by grant %s: only the admin option was removed, verified: %s", r.keptBy, r.evidence)
+		}
 		rep.Kept = append(rep.Kept, it)
 	default:
 		it = itemOf(r.g, ActionRevoke)

@@ -213,3 +213,27 @@ func groupByKind(specs []grant.Target) map[grant.TargetKind][]int {
 }
 
 var _ Batch = Mux(nil)
+
+// Narrower is implemented by targets where a permission can be held in a wider
+// form than declared (PostgreSQL: WITH ADMIN OPTION). Narrow removes what the
+// member holds beyond spec and keeps the permission itself; it is idempotent.
+// The sweeper uses it when a grant that declared the wider form ends while a
+// grant that declares the narrower form keeps the permission.
+type Narrower interface {
+	Narrow(ctx context.Context, spec grant.Target) error
+}
+
+// Narrow dispatches to the kind's target when it can narrow.
+func (m Mux) Narrow(ctx context.Context, spec grant.Target) error {
+	t, err := m.pick(spec)
+	if err != nil {
+		return err
+	}
+	n, ok := t.(Narrower)
+	if !ok {
+		return fmt.Errorf("target kind %q cannot narrow a permission", spec.Kind())
+	}
+	return n.Narrow(ctx, spec)
+}
+
+var _ Narrower = Mux(nil)

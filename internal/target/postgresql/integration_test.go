@@ -603,3 +603,37 @@ func TestConcurrentRevokesOfOneMembership(t *testing.T) {
 		mustState(t, drivers[0], pg(r, m), target.Absent)
 	}
 }
+
+// Narrow removes only the admin option: the member keeps the role and can
+// still SET ROLE, but can no longer grant it on.
+func TestNarrowRemovesOnlyTheAdminOption(t *testing.T) {
+	ctx := testCtx(t)
+	d := driver(t)
+	r, m := role(t, "ops", false), role(t, "svc", true)
+	plain, admin := pg(r, m), pg(r, m)
+	admin.PostgreSQL = &grant.PostgreSQLTarget{Connection: "legacy", Role: r, Member: m, WithAdminOption: true}
+	if err := d.Grant(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, d, plain, target.Widened)
+	for i := 0; i < 2; i++ { // idempotent
+		if err := d.Narrow(ctx, plain); err != nil {
+			t.Fatal(err)
+		}
+		mustState(t, d, plain, target.Present)
+	}
+	if !canSetRole(t, m, r) {
+		t.Fatal("narrowing removed the membership")
+	}
+	// A spec that declares the option, or a missing membership: nothing to do.
+	if err := d.Narrow(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Revoke(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Narrow(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, d, plain, target.Absent)
+}

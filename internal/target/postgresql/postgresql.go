@@ -381,6 +381,33 @@ func revokeStatements(p grant.PostgreSQLTarget, r row, multiGrantor bool) []stri
 	return out
 }
 
+// Narrow removes the admin option the member holds when spec does not declare
+// it, and keeps the membership. It is idempotent: a membership without the
+// option, or no membership at all, is left as it is.
+func (d *Driver) Narrow(ctx context.Context, t grant.Target) error {
+	p, c, r, err := d.inspectOne(ctx, t)
+	if err != nil {
+		return err
+	}
+	if !r.found || !r.admin || p.WithAdminOption {
+		return nil
+	}
+	mg, err := c.isMultiGrantor(ctx)
+	if err != nil {
+		return err
+	}
+	stmts := []string{RevokeAdminOptionSQL(p)}
+	if mg && len(r.grantors) > 0 {
+		stmts = stmts[:0]
+		for _, g := range r.grantors {
+			stmts = append(stmts, RevokeAdminOptionGrantedBySQL(p, g))
+		}
+	}
+	return c.revokeOne(ctx, p, stmts)
+}
+
+var _ target.Narrower = (*Driver)(nil)
+
 func isUndefinedObject(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == codeUndefinedObject

@@ -71,3 +71,15 @@ const MultiGrantorSQL = `SELECT count(*) = 2 FROM pg_catalog.pg_attribute
 const TerminateSQL = `SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid))
   FROM pg_catalog.pg_stat_activity
  WHERE usename = ANY ($1::text[]) AND pid <> pg_catalog.pg_backend_pid()`
+
+// RevokeAdminOptionSQL removes only the admin option and keeps the membership:
+// REVOKE ADMIN OPTION FOR "role" FROM "member".
+func RevokeAdminOptionSQL(p grant.PostgreSQLTarget) string {
+	return "REVOKE ADMIN OPTION FOR " + QuoteIdent(p.Role) + " FROM " + QuoteIdent(p.Member)
+}
+
+// RevokeAdminOptionGrantedBySQL is RevokeAdminOptionSQL for the membership
+// that grantor granted (PostgreSQL 16 and later).
+func RevokeAdminOptionGrantedBySQL(p grant.PostgreSQLTarget, grantor string) string {
+	return RevokeAdminOptionSQL(p) + " GRANTED BY " + QuoteIdent(grantor)
+}

@@ -105,3 +105,13 @@ func TestObserve(t *testing.T) {
 		t.Errorf("evidence does not say the role is missing: %s", o.Evidence)
 	}
 }
+
+func TestRevokeAdminOptionSQL(t *testing.T) {
+	p := grant.PostgreSQLTarget{Role: `we"ird; DROP ROLE x`, Member: "Robot"}
+	if got, want := RevokeAdminOptionSQL(p), `REVOKE ADMIN OPTION FOR "we""ird; DROP ROLE x" FROM "Robot"`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if got, want := RevokeAdminOptionGrantedBySQL(p, "postgres"), `REVOKE ADMIN OPTION FOR "we""ird; DROP ROLE x" FROM "Robot" GRANTED BY "postgres"`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}
