@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -204,6 +205,7 @@ type app struct {
 	clock  clock.Clock
 	ledger ledger.Store
 	target target.Target
+	conns  target.Connections
 	engine *sweep.Engine
 }
 
@@ -264,7 +266,7 @@ func setup(ctx context.Context, o *options, getenv func(string) string, log *slo
 	tgt := target.Mux{grant.TargetPostgreSQL: postgresql.New(conns)}
 	eng.Ledger, eng.Target, eng.Clock = led, tgt, clk
 	log.Debug("configured", "ledger", ledger.Describe(o.ledger), "connections", len(configured), "at", clk.Now())
-	return &app{opts: o, log: log, clock: clk, ledger: led, target: tgt, engine: eng}, nil
+	return &app{opts: o, log: log, clock: clk, ledger: led, target: tgt, conns: conns, engine: eng}, nil
 }
 
 func (a *app) close() {
@@ -278,6 +280,14 @@ func (a *app) close() {
 
 // sweep runs or plans a sweep and prints its report.
 func (a *app) sweep(ctx context.Context, stdout, stderr io.Writer, dry bool) int {
+	// A connection nobody configured is a configuration mistake, not a failing
+	// target: say so up front (exit 2) instead of recording failed attempts
+	// until the grants become irrevocable.
+	if err := a.checkConnections(ctx); err != nil {
+		a.log.Error("cannot sweep", "error", err)
+		fmt.Fprintf(stderr, "eventaccess-sweeper: %v\n", err)
+		return exitConfig
+	}
 	var (
 		rep *sweep.Report
 		err error
@@ -304,6 +314,32 @@ func (a *app) sweep(ctx context.Context, stdout, stderr io.Writer, dry bool) int
 		return exitFailed
 	}
 	return exitClean
+}
+
+// checkConnections resolves every connection that a grant still holding its
+// permission names. Nothing is touched; the error never contains a URL.
+func (a *app) checkConnections(ctx context.Context) error {
+	gs, err := a.ledger.ListGrants(ctx, ledger.Filter{Statuses: []grant.Status{grant.StatusActive, grant.StatusDue, grant.StatusIrrevocable}})
+	if err != nil {
+		return fmt.Errorf("reading the grants from the ledger: %w", err)
+	}
+	seen := map[string]bool{}
+	var missing []string
+	for _, g := range gs {
+		name := g.Target.Connection()
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if _, err := a.conns.Resolve(name); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (set %s or add it to --config)", name, grant.ConnectionEnvVar(name)))
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("grants in the ledger use connections this sweeper has no URL for: %s; nothing was touched", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // print writes v as JSON with --json, else calls text.

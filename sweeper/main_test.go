@@ -718,3 +718,28 @@ func TestBadConfigurationExits2(t *testing.T) {
 		}
 	}
 }
+
+// A connection that no config names and no environment variable provides is a
+// configuration mistake: exit 2 before anything is touched, and no attempt is
+// counted towards irrevocable.
+func TestUnconfiguredConnectionExits2(t *testing.T) {
+	e := newEnv(t, srv)
+	if err := os.WriteFile(e.config, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	role, robot := e.role("r"), e.member("robot")
+	g := e.grant("INC-6", role, robot, time.Hour)
+	for _, cmd := range []string{"plan", "run"} {
+		o := e.sweeper(cmd, "--at", at(2*time.Hour))
+		expectCode(t, o, 2)
+		if !strings.Contains(o.stderr, "EVENTACCESS_CONNECTION_MAIN") {
+			t.Fatalf("%s: stderr does not say what to set:\n%s", cmd, o.stderr)
+		}
+	}
+	if got := e.get(g.ID); got.Status != grant.StatusActive || got.RevokeAttempts != 0 {
+		t.Fatalf("grant after a misconfigured run: %s with %d attempts, want active with 0", got.Status, got.RevokeAttempts)
+	}
+	if !e.holds(role, robot) {
+		t.Fatal("the membership was touched")
+	}
+}
