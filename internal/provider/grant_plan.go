@@ -135,7 +135,7 @@ func (r *grantResource) planCreate(ctx context.Context, plan *grantModel, now ti
 		resp.Diagnostics.Append(r.ledgerErr("read", "", err))
 		return
 	}
-	_, ds := r.preflight(ctx, g)
+	_, ds := r.preflight(ctx, g, true)
 	resp.Diagnostics.Append(ds...)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/resourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -254,7 +255,7 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	ctx = tflog.SetField(ctx, "target", g.TargetKey())
 	ctx = tflog.SetField(ctx, "event_id", g.Event.ID)
 
-	mode, diags := r.preflight(ctx, g)
+	mode, diags := r.preflight(ctx, g, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -316,14 +317,27 @@ func grantedEntry(m grantMode) ledger.EntryType {
 // preflight checks, without changing anything, that g can be granted: the
 // connection resolves, the objects exist, and the permission is not standing
 // access (unless adopted). It is called at plan time and again at apply.
-func (r *grantResource) preflight(ctx context.Context, g *grant.Grant) (grantMode, []diagError) {
+//
+// At plan time a role or member that does not exist, or a target that cannot
+// be reached, is a warning: another resource of the same configuration may be
+// about to create it, and the apply checks again (then it is an error, and
+// nothing is granted or recorded).
+func (r *grantResource) preflight(ctx context.Context, g *grant.Grant, atPlan bool) (grantMode, []diagError) {
 	attr := path.Root("target").AtName("postgresql")
 	if _, err := r.data.connections.Resolve(g.Target.Connection()); err != nil {
 		return "", diagErrors(attr.AtName("connection"), "Unknown connection", err.Error())
 	}
 	if err := r.data.targets.Check(ctx, g.Target); err != nil {
-		if errors.Is(err, target.ErrNotFound) {
+		switch {
+		case errors.Is(err, target.ErrNotFound) && atPlan:
+			return "", []diagError{diag.NewAttributeWarningDiagnostic(attr, "Target does not exist yet",
+				err.Error()+"\nIf another resource of this configuration creates it, make this grant depend on it. "+
+					"Otherwise the apply fails here, and nothing is granted or recorded.")}
+		case errors.Is(err, target.ErrNotFound):
 			return "", diagErrors(attr, "Target does not exist", err.Error())
+		case atPlan:
+			return "", []diagError{diag.NewAttributeWarningDiagnostic(attr, "Cannot check the target",
+				err.Error()+"\nThe apply checks again before granting anything.")}
 		}
 		return "", diagErrors(attr, "Cannot check the target", err.Error())
 	}
@@ -612,7 +626,7 @@ func (r *grantResource) renew(ctx context.Context, g *grant.Grant, expiresAt, no
 	}
 	regrant := wasEnded || missing
 	if regrant {
-		mode, diags := r.preflight(ctx, g)
+		mode, diags := r.preflight(ctx, g, false)
 		if len(diags) > 0 {
 			return diags
 		}

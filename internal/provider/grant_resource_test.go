@@ -724,29 +724,30 @@ func TestAccGrant_badInput(t *testing.T) {
 		name   string
 		config string
 		err    string
+		apply  bool // the error comes at apply: at plan it is a warning (another resource may create the role)
 	}{
-		{"past expires_at", with(func(c *grantCfg) { c.duration, c.expiresAt = "", past }), `(?s)Invalid expiry.*not in the future`},
-		{"both duration and expires_at", with(func(c *grantCfg) { c.expiresAt = future }), `(?s)Invalid Attribute Combination.*duration.*expires_at`},
-		{"neither duration nor expires_at", with(func(c *grantCfg) { c.duration = "" }), `(?s)Missing Attribute Configuration.*duration.*expires_at`},
-		{"duration over max_duration", with(func(c *grantCfg) { c.duration = "200h" }), `(?s)longer than max_duration 168h`},
-		{"negative duration", with(func(c *grantCfg) { c.duration = "-1h" }), `duration must be positive`},
-		{"malformed duration", with(func(c *grantCfg) { c.duration = "three days" }), `(?i)invalid.*duration`},
-		{"missing owner", strings.Replace(with(func(*grantCfg) {}), `owner = "platform-team@example.com"`, "", 1), `(?s)Missing required argument.*owner`},
-		{"blank owner", with(func(c *grantCfg) { c.owner = "   " }), `(?s)owner.*must not be blank`},
-		{"missing event id", strings.Replace(with(func(*grantCfg) {}), `id   = "CHG-2291"`, "", 1), `(?s)Incorrect attribute value type|attribute "id" is required`},
-		{"unknown event kind", strings.Replace(with(func(*grantCfg) {}), `kind = "migration"`, `kind = "party"`, 1), `(?s)kind.*value must be one of`},
-		{"unknown connection", strings.Replace(with(func(*grantCfg) {}), `connection = "main"`, `connection = "nowhere"`, 1), `(?s)Unknown connection.*EVENTACCESS_CONNECTION_NOWHERE`},
-		{"role does not exist", with(func(c *grantCfg) { c.role = e.name("no_such_role") }), `(?s)Target does not exist.*no_such_role`},
-		{"member does not exist", with(func(c *grantCfg) { c.member = e.name("no_such_member") }), `(?s)Target does not exist.*no_such_member`},
-		{"role name too long", with(func(c *grantCfg) { c.role = strings.Repeat("r", 64) }), `(?s)name too long.*63`},
-		{"ledger not writable", strings.Replace(with(func(*grantCfg) {}), e.ledgerPath, unwritable, 1), `(?s)Cannot open the eventaccess ledger`},
-		{"max_duration on the provider", strings.Replace(with(func(c *grantCfg) { c.duration = "3h" }), "ledger =", "max_duration = \"2h\"\n  ledger =", 1), `(?s)3h.*longer than max_duration 2h`},
+		{"past expires_at", with(func(c *grantCfg) { c.duration, c.expiresAt = "", past }), `(?s)Invalid expiry.*not in the future`, false},
+		{"both duration and expires_at", with(func(c *grantCfg) { c.expiresAt = future }), `(?s)Invalid Attribute Combination.*duration.*expires_at`, false},
+		{"neither duration nor expires_at", with(func(c *grantCfg) { c.duration = "" }), `(?s)Missing Attribute Configuration.*duration.*expires_at`, false},
+		{"duration over max_duration", with(func(c *grantCfg) { c.duration = "200h" }), `(?s)longer than max_duration 168h`, false},
+		{"negative duration", with(func(c *grantCfg) { c.duration = "-1h" }), `duration must be positive`, false},
+		{"malformed duration", with(func(c *grantCfg) { c.duration = "three days" }), `(?i)invalid.*duration`, false},
+		{"missing owner", strings.Replace(with(func(*grantCfg) {}), `owner = "platform-team@example.com"`, "", 1), `(?s)Missing required argument.*owner`, false},
+		{"blank owner", with(func(c *grantCfg) { c.owner = "   " }), `(?s)owner.*must not be blank`, false},
+		{"missing event id", strings.Replace(with(func(*grantCfg) {}), `id   = "CHG-2291"`, "", 1), `(?s)Incorrect attribute value type|attribute "id" is required`, false},
+		{"unknown event kind", strings.Replace(with(func(*grantCfg) {}), `kind = "migration"`, `kind = "party"`, 1), `(?s)kind.*value must be one of`, false},
+		{"unknown connection", strings.Replace(with(func(*grantCfg) {}), `connection = "main"`, `connection = "nowhere"`, 1), `(?s)Unknown connection.*EVENTACCESS_CONNECTION_NOWHERE`, false},
+		{"role does not exist", with(func(c *grantCfg) { c.role = e.name("no_such_role") }), `(?s)Target does not exist.*no_such_role`, true},
+		{"member does not exist", with(func(c *grantCfg) { c.member = e.name("no_such_member") }), `(?s)Target does not exist.*no_such_member`, true},
+		{"role name too long", with(func(c *grantCfg) { c.role = strings.Repeat("r", 64) }), `(?s)name too long.*63`, false},
+		{"ledger not writable", strings.Replace(with(func(*grantCfg) {}), e.ledgerPath, unwritable, 1), `(?s)Cannot open the eventaccess ledger`, false},
+		{"max_duration on the provider", strings.Replace(with(func(c *grantCfg) { c.duration = "3h" }), "ledger =", "max_duration = \"2h\"\n  ledger =", 1), `(?s)3h.*longer than max_duration 2h`, false},
 	}
 	steps := make([]resource.TestStep, 0, len(cases))
 	for _, c := range cases {
 		steps = append(steps, resource.TestStep{
 			Config:      c.config,
-			PlanOnly:    true,
+			PlanOnly:    !c.apply,
 			ExpectError: regexp.MustCompile(c.err),
 		})
 	}
