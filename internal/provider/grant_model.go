@@ -162,9 +162,6 @@ func (m *grantModel) fromGrant(ctx context.Context, g *grant.Grant) diag.Diagnos
 	m.ID = types.StringValue(g.ID)
 	m.Owner = types.StringValue(g.Owner)
 	m.Justification = optString(g.Justification)
-	if m.Justification.IsNull() && !m.Justification.IsUnknown() {
-		m.Justification = types.StringNull()
-	}
 
 	ev, ds := types.ObjectValueFrom(ctx, eventAttrTypes, eventModel{
 		ID:   types.StringValue(g.Event.ID),

@@ -76,6 +76,7 @@ func (r *grantResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			"justification": schema.StringAttribute{
 				Optional:            true,
 				MarkdownDescription: "Why the access is needed, in free text. Recorded in the ledger.",
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
 			},
 			"event": schema.SingleNestedAttribute{
 				Required:            true,
@@ -97,6 +98,7 @@ func (r *grantResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 					"url": schema.StringAttribute{
 						Optional:            true,
 						MarkdownDescription: "A link to the ticket or incident.",
+						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
 					},
 				},
 			},

@@ -734,6 +734,7 @@ func TestAccGrant_badInput(t *testing.T) {
 		{"malformed duration", with(func(c *grantCfg) { c.duration = "three days" }), `(?i)invalid.*duration`, false},
 		{"missing owner", strings.Replace(with(func(*grantCfg) {}), `owner = "platform-team@example.com"`, "", 1), `(?s)Missing required argument.*owner`, false},
 		{"blank owner", with(func(c *grantCfg) { c.owner = "   " }), `(?s)owner.*must not be blank`, false},
+		{"empty justification", strings.Replace(with(func(*grantCfg) {}), `justification = "cutover weekend"`, `justification = ""`, 1), `(?s)justification.*at least 1`, false},
 		{"missing event id", strings.Replace(with(func(*grantCfg) {}), `id   = "CHG-2291"`, "", 1), `(?s)Incorrect attribute value type|attribute "id" is required`, false},
 		{"unknown event kind", strings.Replace(with(func(*grantCfg) {}), `kind = "migration"`, `kind = "party"`, 1), `(?s)kind.*value must be one of`, false},
 		{"unknown connection", strings.Replace(with(func(*grantCfg) {}), `connection = "main"`, `connection = "nowhere"`, 1), `(?s)Unknown connection.*EVENTACCESS_CONNECTION_NOWHERE`, false},
