@@ -977,3 +977,26 @@ func TestAccGrant_overlapWithAdminOption(t *testing.T) {
 		},
 	})
 }
+
+// expires_at keeps the form it was written in (an offset, fractional seconds):
+// no perpetual diff, and the expiry is the same instant.
+func TestAccGrant_expiresAtAsWritten(t *testing.T) {
+	e := newAccEnv(t)
+	role, member := e.name("tz_rw"), e.name("tz_bot")
+	e.createRole(role, false)
+	e.createRole(member, true)
+	addr := "eventaccess_grant.test"
+	written := e.clock.Now().Add(3*time.Hour + 500*time.Millisecond).In(time.FixedZone("CET", 3600)).Format(time.RFC3339Nano)
+	cfg := e.config(grantCfg{name: "test", role: role, member: member, expiresAt: written})
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkDestroyed([2]string{role, member}),
+		Steps: []resource.TestStep{
+			{
+				Config:            cfg,
+				ConfigStateChecks: []statecheck.StateCheck{stateValue(addr, "expires_at", knownvalue.StringExact(written))},
+			},
+			{Config: cfg, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
