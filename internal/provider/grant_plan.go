@@ -126,17 +126,29 @@ func (r *grantResource) planCreate(ctx context.Context, plan *grantModel, now ti
 		resp.Diagnostics.AddError("Invalid grant", err.Error())
 		return
 	}
-	if ev, err := r.data.ledger.GetEvent(ctx, g.Event.ID); err == nil && !ev.Open {
-		resp.Diagnostics.AddAttributeError(path.Root("event").AtName("id"), "Event is closed",
-			fmt.Sprintf("The event %s was closed at %s (%s): no new access can be granted for it. Name the event that "+
-				"justifies this access now.", ev.ID, ev.ClosedAt.Format(time.RFC3339), ev.CloseReason))
-		return
-	} else if err != nil && !errors.Is(err, ledger.ErrNotFound) {
-		resp.Diagnostics.Append(r.ledgerErr("read", "", err))
+	if d := r.eventOpenForNewGrant(ctx, g); d != nil {
+		resp.Diagnostics.Append(d)
 		return
 	}
 	_, ds := r.preflight(ctx, g, true)
 	resp.Diagnostics.Append(ds...)
+}
+
+// eventOpenForNewGrant returns an error diagnostic when g's event is closed
+// in the ledger: no new access is granted for a closed event.
+func (r *grantResource) eventOpenForNewGrant(ctx context.Context, g *grant.Grant) diag.Diagnostic {
+	ev, err := r.data.ledger.GetEvent(ctx, g.Event.ID)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return nil
+	case err != nil:
+		return r.ledgerErr("read", "", err)
+	case !ev.Open:
+		return diag.NewAttributeErrorDiagnostic(path.Root("event").AtName("id"), "Event is closed",
+			fmt.Sprintf("The event %s was closed at %s (%s): no new access can be granted for it. Name the event that "+
+				"justifies this access now.", ev.ID, ev.ClosedAt.Format(time.RFC3339), ev.CloseReason))
+	}
+	return nil
 }
 
 func (r *grantResource) planUpdate(ctx context.Context, plan, state *grantModel, now time.Time, resp *resource.ModifyPlanResponse) {

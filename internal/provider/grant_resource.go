@@ -257,6 +257,11 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	ctx = tflog.SetField(ctx, "target", g.TargetKey())
 	ctx = tflog.SetField(ctx, "event_id", g.Event.ID)
 
+	// Checked again at apply: the event may have closed since the plan.
+	if d := r.eventOpenForNewGrant(ctx, g); d != nil {
+		resp.Diagnostics.Append(d)
+		return
+	}
 	mode, diags := r.preflight(ctx, g, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
