@@ -1000,3 +1000,57 @@ func TestAccGrant_expiresAtAsWritten(t *testing.T) {
 		},
 	})
 }
+
+// failingRevokes is a target whose revokes fail (a target the sweeper cannot
+// reach, as far as revoking goes).
+type failingRevokes struct{ target.Target }
+
+func (failingRevokes) Revoke(context.Context, grant.Target) error {
+	return fmt.Errorf("connection refused")
+}
+
+// An irrevocable grant (the sweeper failed to revoke it too often) shows on
+// every plan, which proposes to revoke it; terraform apply then does.
+func TestAccGrant_irrevocableIsRevokedByApply(t *testing.T) {
+	e := newAccEnv(t)
+	role, member := e.name("stuck_rw"), e.name("stuck_bot")
+	e.createRole(role, false)
+	e.createRole(member, true)
+	addr := "eventaccess_grant.test"
+	cfg := e.config(grantCfg{name: "test", role: role, member: member, duration: "1h"})
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkDestroyed([2]string{role, member}),
+		Steps: []resource.TestStep{
+			{Config: cfg},
+			{
+				PreConfig: func() {
+					e.clock.Advance(2 * time.Hour)
+					store := e.openLedger()
+					drv := postgresql.New(target.Connections{Configured: map[string]string{"main": e.connURL}})
+					defer func() { _ = drv.Close() }()
+					eng := &sweep.Engine{Ledger: store, Target: failingRevokes{target.Mux{grant.TargetPostgreSQL: drv}}, Clock: e.clock, MaxAttempts: 1}
+					rep, err := eng.Run(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(rep.Irrevocable) != 1 {
+						t.Fatalf("want one irrevocable grant, got %+v", rep)
+					}
+				},
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+					planValue(addr, "status", knownvalue.StringExact("revoked")),
+					planValue(addr, "end_reason", knownvalue.StringExact("expired")),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					stateValue(addr, "status", knownvalue.StringExact("revoked")),
+					stateValue(addr, "revoked_by", knownvalue.StringExact("terraform")),
+					stateValue(addr, "last_error", knownvalue.Null()),
+				},
+				Check: func(*terraform.State) error { return expectMembership(role, member, false) },
+			},
+		},
+	})
+}
