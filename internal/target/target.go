@@ -161,22 +161,11 @@ func InspectMany(ctx context.Context, t Target, specs []grant.Target) ([]Observa
 // RevokeMany groups specs by kind and uses each kind's batch support.
 func (m Mux) RevokeMany(ctx context.Context, specs []grant.Target) []error {
 	errs := make([]error, len(specs))
-	for kind, idx := range groupByKind(specs) {
-		t, ok := m[kind]
-		if !ok {
-			for _, i := range idx {
-				errs[i] = fmt.Errorf("no target driver for kind %q", kind)
-			}
-			continue
-		}
-		sub := make([]grant.Target, len(idx))
-		for j, i := range idx {
-			sub[j] = specs[i]
-		}
+	m.perKind(specs, errs, func(t Target, sub []grant.Target, idx []int) {
 		for j, err := range RevokeMany(ctx, t, sub) {
 			errs[idx[j]] = err
 		}
-	}
+	})
 	return errs
 }
 
@@ -184,7 +173,23 @@ func (m Mux) RevokeMany(ctx context.Context, specs []grant.Target) []error {
 func (m Mux) InspectMany(ctx context.Context, specs []grant.Target) ([]Observation, []error) {
 	obs := make([]Observation, len(specs))
 	errs := make([]error, len(specs))
-	for kind, idx := range groupByKind(specs) {
+	m.perKind(specs, errs, func(t Target, sub []grant.Target, idx []int) {
+		o, e := InspectMany(ctx, t, sub)
+		for j, i := range idx {
+			obs[i], errs[i] = o[j], e[j]
+		}
+	})
+	return obs, errs
+}
+
+// perKind calls f once per target kind with that kind's specs and their
+// indexes in specs; specs of a kind without a driver get an error in errs.
+func (m Mux) perKind(specs []grant.Target, errs []error, f func(t Target, sub []grant.Target, idx []int)) {
+	byKind := map[grant.TargetKind][]int{}
+	for i, s := range specs {
+		byKind[s.Kind()] = append(byKind[s.Kind()], i)
+	}
+	for kind, idx := range byKind {
 		t, ok := m[kind]
 		if !ok {
 			for _, i := range idx {
@@ -196,20 +201,8 @@ func (m Mux) InspectMany(ctx context.Context, specs []grant.Target) ([]Observati
 		for j, i := range idx {
 			sub[j] = specs[i]
 		}
-		o, e := InspectMany(ctx, t, sub)
-		for j := range idx {
-			obs[idx[j]], errs[idx[j]] = o[j], e[j]
-		}
+		f(t, sub, idx)
 	}
-	return obs, errs
-}
-
-func groupByKind(specs []grant.Target) map[grant.TargetKind][]int {
-	g := map[grant.TargetKind][]int{}
-	for i, s := range specs {
-		g[s.Kind()] = append(g[s.Kind()], i)
-	}
-	return g
 }
 
 var _ Batch = Mux(nil)
