@@ -553,16 +553,7 @@ func TestConcurrentGrantsOfOneMembership(t *testing.T) {
 	r, m := role(t, "race_role", false), role(t, "race_member", false)
 	drivers := []*Driver{driver(t), driver(t), driver(t), driver(t)}
 	for round := 0; round < 15; round++ {
-		var wg sync.WaitGroup
-		errs := make([]error, len(drivers))
-		for i, d := range drivers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = d.Grant(ctx, pg(r, m))
-			}()
-		}
-		wg.Wait()
+		errs := concurrently(drivers, func(d *Driver) error { return d.Grant(ctx, pg(r, m)) })
 		for i, err := range errs {
 			if err != nil {
 				t.Fatalf("round %d, driver %d: concurrent grant failed: %v", round, i, err)
@@ -585,16 +576,7 @@ func TestConcurrentRevokesOfOneMembership(t *testing.T) {
 		if err := drivers[0].Grant(ctx, pg(r, m)); err != nil {
 			t.Fatal(err)
 		}
-		var wg sync.WaitGroup
-		errs := make([]error, len(drivers))
-		for i, d := range drivers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = d.Revoke(ctx, pg(r, m))
-			}()
-		}
-		wg.Wait()
+		errs := concurrently(drivers, func(d *Driver) error { return d.Revoke(ctx, pg(r, m)) })
 		for i, err := range errs {
 			if err != nil {
 				t.Fatalf("round %d, driver %d: concurrent revoke failed: %v", round, i, err)
@@ -636,4 +618,19 @@ func TestNarrowRemovesOnlyTheAdminOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustState(t, d, plain, target.Absent)
+}
+
+// concurrently runs f on every driver at once and returns the errors in order.
+func concurrently(drivers []*Driver, f func(*Driver) error) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(drivers))
+	for i, d := range drivers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(d)
+		}()
+	}
+	wg.Wait()
+	return errs
 }
