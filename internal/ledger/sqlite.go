@@ -421,47 +421,11 @@ const updateGrantSQL = `UPDATE grants SET owner = ?, justification = ?, event_id
 // holder writes with the version Claim returned; anyone who read the grant
 // before the claim fails the version check).
 func (s *SQLiteStore) UpdateGrant(ctx context.Context, g *grant.Grant, entries ...Entry) error {
-	if err := checkGrant(g); err != nil {
-		return err
-	}
-	if err := prepareEntries(g.ID, entries); err != nil {
-		return err
-	}
-	vals, err := grantValues(g)
+	errs, err := s.UpdateMany(ctx, []*grant.Grant{g}, [][]Entry{entries})
 	if err != nil {
 		return err
 	}
-	seqs := make([]int64, len(entries))
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		var exists int
-		switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM grants WHERE id = ? AND version = ?`, g.ID, g.Version).Scan(&exists); {
-		case errors.Is(err, sql.ErrNoRows):
-			return notFoundOrConflict(ctx, tx, g.ID, g.Version, "update")
-		case err != nil:
-			return err
-		}
-		closed, err := upsertEvent(ctx, tx, g.Event.ID, g.Event.Kind, g.Event.URL)
-		if err != nil {
-			return err
-		}
-		args := append(vals[1:], closed, g.ID, g.Version)
-		res, err := tx.ExecContext(ctx, updateGrantSQL, args...)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			return notFoundOrConflict(ctx, tx, g.ID, g.Version, "update")
-		}
-		return insertEntries(ctx, tx, entries, seqs)
-	})
-	if err != nil {
-		return s.wrap(err)
-	}
-	g.Version++
-	setSeqs(entries, seqs)
-	return nil
+	return errs[0]
 }
 
 // Append adds history entries without changing any grant. Every entry must
